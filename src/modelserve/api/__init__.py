@@ -1,0 +1,20 @@
+"""HTTP transport: thin blueprints that parse requests, call the service, serialise results."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from . import errors
+from . import ops
+from . import predict
+
+
+def init_app(app: Flask) -> None:
+    """Register every API blueprint and the JSON error handlers.
+
+    Cross-cutting request work (auth, rate limits, metrics) belongs in ``before_request`` /
+    ``after_request`` hooks registered here, once, so that adding it changes no route.
+    """
+    errors.init_app(app)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(predict.bp)

@@ -1,0 +1,62 @@
+"""Fast JSON for Flask: an orjson provider, plus request/response helpers used by every route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Response
+from flask import current_app
+from flask import request
+from flask.json.provider import JSONProvider
+
+from ..errors import UnsupportedMediaType
+from ..service import InferenceService
+
+_DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+class OrjsonProvider(JSONProvider):
+    """Flask JSON provider backed by orjson (numpy arrays serialise without Python loops)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return orjson.dumps(obj, option=_DUMP_OPTIONS).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        return current_app.response_class(
+            orjson.dumps(obj, option=_DUMP_OPTIONS), mimetype="application/json"
+        )
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(body, option=_DUMP_OPTIONS), status=status, mimetype="application/json"
+    )
+
+
+def json_body() -> bytes:
+    """The raw body of a JSON request.
+
+    :raises UnsupportedMediaType: unless the content type is JSON (``application/json`` or
+        ``application/*+json``).
+    """
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    ):
+        shown = mimetype or "none"
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json (got {shown})",
+            [{"path": "Content-Type", "message": f"{shown} is not supported here"}],
+        )
+    return request.get_data(cache=False)
+
+
+def get_service() -> InferenceService:
+    """The service this app serves, set once by ``create_app``."""
+    service: InferenceService = current_app.extensions["modelserve"]
+    return service

@@ -1,0 +1,51 @@
+"""Operational routes: health, the model list and per-model metadata."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+
+from .. import __version__
+from ._json import get_service
+from ._json import json_response
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/")
+def index() -> Response:
+    """A machine-readable map of the API (the web page comes later)."""
+    service = get_service()
+    return json_response(
+        {
+            "name": "modelserve",
+            "version": __version__,
+            "models": service.repository.names(),
+            "default_model": service.repository.default_name(),
+            "routes": {
+                "health": "/health",
+                "models": "/models",
+                "predict": "/predict",
+                "predict_batch": "/predict_batch",
+                "per_model": "/models/<name>[/versions/<version>]/{predict,predict_batch}",
+            },
+        }
+    )
+
+
+@bp.get("/health")
+def health() -> Response:
+    """200 when every model has a loaded version, else 503 (load balancers stop routing)."""
+    body, ready = get_service().health()
+    return json_response(body, 200 if ready else 503)
+
+
+@bp.get("/models")
+def list_models() -> Response:
+    return json_response({"models": get_service().list_models()})
+
+
+@bp.get("/models/<name>")
+@bp.get("/models/<name>/versions/<version>")
+def model_metadata(name: str, version: str | None = None) -> Response:
+    return json_response(get_service().model_metadata(name, version))

@@ -1,0 +1,63 @@
+"""create_app(settings): the only place that wires Flask, the service and the blueprints."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from . import api
+from .api._json import OrjsonProvider
+from .errors import ModelLoadError
+from .service import InferenceService
+from .settings import ServerSettings
+from .settings import load_settings
+
+
+def configure_logging(settings: ServerSettings) -> None:
+    """Send modelserve's logs to stderr at the configured level (gunicorn captures stderr)."""
+    logger = logging.getLogger("modelserve")
+    logger.setLevel(settings.log_level)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
+def create_app(
+    settings: ServerSettings | None = None, service: InferenceService | None = None
+) -> Flask:
+    """Build the WSGI app and load every model before the first request.
+
+    :param settings: server settings; read from the environment when omitted.
+    :param service: an already-loaded service (tests, preloaded servers); built when omitted.
+    :raises ConfigError: for settings unsafe in the chosen profile.
+    :raises ModelLoadError: when no model at all could be loaded.
+    """
+    settings = settings or load_settings()
+    settings.check_safe()
+    configure_logging(settings)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key.get_secret_value(),
+        DEBUG=settings.debug,
+        TESTING=settings.profile == "testing",
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+    )
+    app.json = OrjsonProvider(app)
+
+    if service is None:
+        service = InferenceService(settings)
+        service.load()
+    if not any(entry.default for entry in service.repository.entries()):
+        failures = [
+            f"{mv.name} v{mv.version}: {mv.error}"
+            for entry in service.repository.entries()
+            for mv in entry.versions.values()
+        ]
+        raise ModelLoadError("No model could be loaded. " + " | ".join(failures))
+    app.extensions["modelserve"] = service
+
+    api.init_app(app)
+    return app

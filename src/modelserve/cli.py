@@ -1,0 +1,201 @@
+"""The ``modelserve`` command line: serve, demo, validate, predict."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from .errors import ModelServeError
+from .settings import ServerSettings
+from .settings import load_settings
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings(**overrides: Any) -> ServerSettings:
+    try:
+        return load_settings(**overrides)
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+        raise  # unreachable; for type checkers
+
+
+_path_arg = click.argument(
+    "path", type=click.Path(exists=True, path_type=Path, dir_okay=True, file_okay=True)
+)
+
+
+def _serve(settings: ServerSettings, dev: bool) -> None:
+    from . import server
+
+    try:
+        if dev:
+            server.run_development(settings)
+            return
+        problems = server.preflight(settings)
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+    if problems:
+        _fail("no model can be served:\n  " + "\n  ".join(problems), 2)
+    click.echo(
+        f"modelserve: serving {settings.model_path} on http://{settings.host}:{settings.port} "
+        f"({settings.workers} worker(s) x {settings.threads} thread(s), gunicorn)",
+        err=True,
+    )
+    server.run_gunicorn(settings)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="modelserve")
+def main() -> None:
+    """Serve trained machine-learning models as a REST API."""
+
+
+@main.command("serve")
+@_path_arg
+@click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to bind [default: 8000].")
+@click.option("--workers", type=int, default=None, help="Worker processes [default: 1].")
+@click.option("--threads", type=int, default=None, help="Threads per worker [default: 4].")
+@click.option(
+    "--timeout", type=int, default=None, help="Seconds per request before a worker restarts."
+)
+@click.option(
+    "--preprocessor",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Single-file mode: a fitted transformer applied before the model.",
+)
+@click.option("--default-model", default=None, help="The model /predict serves.")
+@click.option(
+    "--dev", is_flag=True, help="Flask's development server with the reloader (local only)."
+)
+def serve_command(
+    path: Path,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    threads: int | None,
+    timeout: int | None,
+    preprocessor: Path | None,
+    default_model: str | None,
+    dev: bool,
+) -> None:
+    """Serve PATH: a model repository folder, one model folder, or one model file.
+
+    Production mode (gunicorn) unless --dev; production needs MODELSERVE_SECRET_KEY.
+    """
+    settings = _settings(
+        model_path=path,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        timeout=timeout,
+        preprocessor=preprocessor,
+        default_model=default_model,
+        profile="development" if dev else None,
+    )
+    _serve(settings, dev)
+
+
+@main.command("demo")
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("models"),
+    show_default=True,
+    help="Where to write the demo model repository.",
+)
+@click.option("--no-serve", is_flag=True, help="Only train and write the models.")
+@click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to bind [default: 8000].")
+def demo_command(models_dir: Path, no_serve: bool, host: str | None, port: int | None) -> None:
+    """Train the demo models (iris, breast-cancer) from scikit-learn's own data; serve them."""
+    from .demo import train_demo_models
+
+    for path in train_demo_models(models_dir):
+        click.echo(f"trained {path.name} -> {path}", err=True)
+    if no_serve:
+        return
+    # The demo is local by definition: development profile (no secret needed), but the
+    # production server and no debugger.
+    settings = _settings(
+        model_path=models_dir,
+        host=host,
+        port=port,
+        profile="development",
+        debug=False,
+        default_model="iris",
+    )
+    _serve(settings, dev=False)
+
+
+@main.command("validate")
+@_path_arg
+@click.option(
+    "--preprocessor",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Single-file mode: a fitted transformer applied before the model.",
+)
+@click.option(
+    "--write-manifest",
+    is_flag=True,
+    help="Write the inferred signature and sha256 pins into model.yaml.",
+)
+def validate_command(path: Path, preprocessor: Path | None, write_manifest: bool) -> None:
+    """Load every model under PATH, check hashes, and run a sample prediction on each."""
+    from .validate import validate_repository
+
+    settings = _settings(model_path=path, preprocessor=preprocessor, profile="testing")
+    try:
+        ok = validate_repository(settings, write_manifest, click.echo)
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+    sys.exit(0 if ok else 1)
+
+
+@main.command("predict")
+@_path_arg
+@click.argument("payload")
+@click.option("--model", "model_name", default=None, help="Which model, when PATH holds several.")
+@click.option(
+    "--preprocessor",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Single-file mode: a fitted transformer applied before the model.",
+)
+def predict_command(
+    path: Path, payload: str, model_name: str | None, preprocessor: Path | None
+) -> None:
+    """One-off prediction: PAYLOAD is a JSON object of features, or {"instances": [...]}.
+
+    Use '-' to read PAYLOAD from standard input.
+    """
+    from .service import InferenceService
+
+    body = sys.stdin.buffer.read() if payload == "-" else payload.encode()
+    settings = _settings(model_path=path, preprocessor=preprocessor, profile="testing")
+    try:
+        service = InferenceService(settings)
+        service.load()
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and "instances" in parsed:
+            result = service.predict_batch(model_name, None, body)
+        else:
+            result = service.predict_one(model_name, None, body)
+    except ModelServeError as exc:
+        details = "".join(f"\n  {d.get('path')}: {d.get('message')}" for d in exc.details)
+        _fail(exc.message + details, 1)
+    click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())

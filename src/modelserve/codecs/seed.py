@@ -1,0 +1,173 @@
+"""The tutorial's JSON shapes (``/predict``, ``/predict_batch``) to and from numpy arrays.
+
+Requests: one object of named features, or ``{"instances": [...]}`` whose items are objects or
+lists in feature order. Responses: ``prediction`` (the label as the model knows it),
+``probability`` (a list aligned with the classes, ``null`` for regressors).
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..errors import InvalidInput
+from ..errors import PayloadTooLarge
+from ..types import PREDICT_OUTPUT
+from ..types import PROBA_OUTPUT
+from ..types import Signature
+from ..types import TensorDict
+from .schema import Validator
+from .schema import array_schema
+from .schema import object_schema
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON body; NaN, Infinity and out-of-range numbers are rejected as invalid JSON.
+
+    :raises InvalidInput: with the parser's position of the problem.
+    """
+    if not body:
+        raise InvalidInput("The request body is empty; send a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"Malformed JSON: {exc}") from None
+
+
+class SeedCodec:
+    """Convert seed-style JSON to a ``[rows, features]`` array and model outputs back.
+
+    Built once per model version, so the validators and the column getter are compiled once.
+    """
+
+    def __init__(self, signature: Signature, allow_extra: bool, max_rows: int) -> None:
+        self.signature = signature
+        self.max_rows = max_rows
+        self.object_validator = Validator(object_schema(signature, allow_extra))
+        self.array_validator = Validator(array_schema(signature))
+        names = signature.feature_names
+        self._n = len(names)
+        getter = itemgetter(*names)
+        # itemgetter of one key returns the bare value, not a 1-tuple.
+        self._row_of = getter if len(names) > 1 else (lambda obj: (getter(obj),))
+        self._dtype: Any = np.float64 if signature.numeric else object
+        self._names_of: dict[Any, str] | None = None
+        if signature.classes is not None and signature.class_names is not None:
+            self._names_of = dict(zip(signature.classes, signature.class_names, strict=True))
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def decode_one(self, payload: Any) -> np.ndarray:
+        """One instance (an object of named features) -> a ``[1, features]`` array."""
+        if not isinstance(payload, dict):
+            raise InvalidInput(
+                "Expected a JSON object of named features",
+                [{"path": "(root)", "message": f"is a {_json_type(payload)}, not an object"}],
+            )
+        problems = self.object_validator.errors(payload)
+        if problems:
+            raise InvalidInput(_summary(problems), problems)
+        return np.array([self._row_of(payload)], dtype=self._dtype)
+
+    def decode_batch(self, payload: Any) -> np.ndarray:
+        """``{"instances": [...]}`` -> a ``[rows, features]`` array, checking every row."""
+        if not isinstance(payload, dict) or "instances" not in payload:
+            raise InvalidInput(
+                'Expected a JSON object {"instances": [...]}',
+                [{"path": "instances", "message": "is required"}],
+            )
+        rows = payload["instances"]
+        if not isinstance(rows, list):
+            raise InvalidInput(
+                "instances must be a list",
+                [{"path": "instances", "message": f"is a {_json_type(rows)}, not a list"}],
+            )
+        if not rows:
+            raise InvalidInput(
+                "instances is empty", [{"path": "instances", "message": "must not be empty"}]
+            )
+        if len(rows) > self.max_rows:
+            raise PayloadTooLarge(
+                f"{len(rows)} instances is more than the {self.max_rows} allowed per request "
+                "(MODELSERVE_MAX_BATCH_ROWS)"
+            )
+        problems: list[dict[str, str]] = []
+        obj_errors = self.object_validator.errors
+        arr_errors = self.array_validator.errors
+        for i, row in enumerate(rows):
+            if isinstance(row, dict):
+                problems += obj_errors(row, f"instances[{i}]")
+            elif isinstance(row, list):
+                problems += arr_errors(row, f"instances[{i}]")
+            else:
+                problems.append(
+                    {
+                        "path": f"instances[{i}]",
+                        "message": f"is a {_json_type(row)}, not an object or list",
+                    }
+                )
+        if problems:
+            raise InvalidInput(_summary(problems), problems)
+        row_of = self._row_of
+        table = [row_of(r) if isinstance(r, dict) else r for r in rows]
+        return np.array(table, dtype=self._dtype).reshape(len(rows), self._n)
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def _class_names(self, labels: list[Any]) -> list[str] | None:
+        if self._names_of is None:
+            return None
+        return [self._names_of[label] for label in labels]
+
+    def encode_one(self, outputs: TensorDict) -> dict[str, Any]:
+        labels = outputs[PREDICT_OUTPUT].tolist()
+        proba = outputs.get(PROBA_OUTPUT)
+        body: dict[str, Any] = {
+            "prediction": labels[0],
+            "probability": proba[0].tolist() if proba is not None else None,
+            "status": "success",
+        }
+        names = self._class_names(labels)
+        if names is not None:
+            body["class_name"] = names[0]
+        return body
+
+    def encode_batch(self, outputs: TensorDict) -> dict[str, Any]:
+        labels = outputs[PREDICT_OUTPUT].tolist()
+        proba = outputs.get(PROBA_OUTPUT)
+        probs: list[Any] = proba.tolist() if proba is not None else [None] * len(labels)
+        names = self._class_names(labels)
+        if names is None:
+            items = [
+                {"instance_id": i, "prediction": p, "probability": q}
+                for i, (p, q) in enumerate(zip(labels, probs, strict=True))
+            ]
+        else:
+            items = [
+                {"instance_id": i, "prediction": p, "probability": q, "class_name": n}
+                for i, (p, q, n) in enumerate(zip(labels, probs, names, strict=True))
+            ]
+        return {"predictions": items, "status": "success"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object"
+
+
+def _summary(problems: list[dict[str, str]]) -> str:
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more problem(s), see details)" if len(problems) > 1 else ""
+    return f"Invalid input: {first['path']} {first['message']}{more}"

@@ -1,0 +1,150 @@
+"""The ``model.yaml`` manifest: what a model folder declares about its artifacts and signature.
+
+A model folder holds ``model.yaml`` and one subfolder per integer version. A version folder may
+hold its own ``model.yaml``; its keys override the model-level ones for that version (its
+``sha256`` keys are then relative to the version folder).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
+from pydantic import model_validator
+
+from .errors import ModelLoadError
+from .types import Feature
+from .types import Task
+
+MANIFEST_NAME = "model.yaml"
+_SHA256_LEN = 64
+
+
+class FeatureSpec(BaseModel):
+    """One input feature as written in a manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    type: Literal["number", "integer", "string", "boolean"] = "number"
+    enum: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FeatureSpec:
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"feature {self.name!r}: minimum is greater than maximum")
+        return self
+
+    def to_feature(self) -> Feature:
+        return Feature(
+            name=self.name,
+            type=self.type,
+            enum=tuple(self.enum) if self.enum is not None else None,
+            minimum=self.minimum,
+            maximum=self.maximum,
+            description=self.description,
+        )
+
+
+class Manifest(BaseModel):
+    """A model's manifest. Every field is optional: missing ones are inferred at load."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str | None = None
+    """Defaults to the model folder's name."""
+
+    runtime: str | None = None
+    """Which runtime loads the artifact; guessed from the artifact's extension when omitted
+    (``.pkl``/``.joblib``/``.skops`` -> ``sklearn``)."""
+
+    artifact: str | None = None
+    """The model file inside each version folder; found by extension when omitted."""
+
+    preprocessor: str | None = None
+    """An optional fitted transformer file applied before the model (the tutorial's scaler)."""
+
+    sha256: dict[str, str] = Field(default_factory=dict)
+    """Pinned hashes, ``{path relative to the model folder: hex digest}``."""
+
+    task: Task | None = None
+    inputs: list[FeatureSpec] | None = None
+    class_names: list[str] | None = None
+    """Display names aligned with the model's ``classes_``."""
+
+    description: str | None = None
+    trusted_types: list[str] = Field(default_factory=list)
+    """skops only: extra types to trust when loading a ``.skops`` file."""
+
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Runtime-specific options, passed through to the runtime."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Manifest:
+        for path, digest in self.sha256.items():
+            if len(digest) != _SHA256_LEN or any(
+                c not in "0123456789abcdef" for c in digest.lower()
+            ):
+                raise ValueError(f"sha256 for {path!r} is not a 64-character hex digest")
+        if self.inputs is not None:
+            names = [f.name for f in self.inputs]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate input names: {', '.join(dupes)}")
+        return self
+
+
+def read_manifest_data(path: Path) -> dict[str, Any]:
+    """Read a manifest file into a mapping, or raise a :class:`ModelLoadError` naming it."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelLoadError(f"Cannot read manifest {path}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"Manifest {path} must be a mapping of fields to values")
+    return data
+
+
+def parse_manifest(data: dict[str, Any], source: Path | str) -> Manifest:
+    """Validate manifest data, listing every bad field in the error."""
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"path": ".".join(str(p) for p in e["loc"]) or "(root)", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        listing = "; ".join(f"{d['path']}: {d['message']}" for d in details)
+        raise ModelLoadError(f"Invalid manifest {source}: {listing}", details) from exc
+
+
+def load_version_manifest(model_dir: Path, version_dir: Path | None) -> Manifest:
+    """Merge the model-level manifest with a version's own, if it has one."""
+    data: dict[str, Any] = {}
+    top = model_dir / MANIFEST_NAME
+    if top.is_file():
+        data = read_manifest_data(top)
+    if version_dir is not None and (version_dir / MANIFEST_NAME).is_file():
+        override = read_manifest_data(version_dir / MANIFEST_NAME)
+        pins = {
+            f"{version_dir.name}/{k}": v for k, v in (override.pop("sha256", None) or {}).items()
+        }
+        data = {**data, **override, "sha256": {**(data.get("sha256") or {}), **pins}}
+    return parse_manifest(data, version_dir / MANIFEST_NAME if version_dir else top)
+
+
+def dump_manifest(manifest: Manifest) -> str:
+    """Render a manifest as YAML, leaving out empty and default fields."""
+    data = manifest.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    return yaml.safe_dump(data, sort_keys=False)

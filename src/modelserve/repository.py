@@ -1,0 +1,370 @@
+"""The model repository: find models on disk, check their hashes, load every version.
+
+Layout (Triton-like)::
+
+    models/<name>/model.yaml            manifest (optional when everything can be inferred)
+    models/<name>/<version>/<artifact>  integer version folders; the highest ready one is default
+
+The path given to the server may also be a single model folder or a single model file
+("single-file mode", with an optional separate preprocessor file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+from .errors import IntegrityError
+from .errors import ModelLoadError
+from .errors import ModelNotFound
+from .errors import ModelNotReady
+from .errors import ModelServeError
+from .manifest import MANIFEST_NAME
+from .manifest import Manifest
+from .manifest import load_version_manifest
+from .runtimes.base import ArtifactSet
+from .runtimes.base import Runtime
+from .runtimes.registry import get_runtime_class
+from .runtimes.registry import known_extensions
+from .runtimes.registry import runtime_for_file
+from .settings import ServerSettings
+from .types import Signature
+
+logger = logging.getLogger(__name__)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_HASH_CHUNK = 1 << 20
+
+State = Literal["ready", "failed"]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so large artifacts do not fill memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(eq=False)
+class ModelVersion:
+    """One version of one model: its files, its loaded runtime, or why it failed.
+
+    Compared by identity, so services can key per-version caches on it.
+    """
+
+    name: str
+    version: str
+    path: Path
+    manifest: Manifest
+    state: State = "failed"
+    runtime: Runtime | None = None
+    signature: Signature | None = None
+    error: str | None = None
+    artifacts: ArtifactSet | None = None
+    hashes: dict[str, str] = field(default_factory=dict)
+    loaded_at: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version, "state": self.state}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(eq=False)
+class ModelEntry:
+    """A named model and all its versions."""
+
+    name: str
+    path: Path
+    versions: dict[str, ModelVersion]
+
+    @property
+    def default(self) -> ModelVersion | None:
+        """The highest version that loaded, or ``None``."""
+        ready = [v for v in self.versions.values() if v.ready]
+        return max(ready, key=lambda v: int(v.version), default=None)
+
+    @property
+    def latest(self) -> ModelVersion | None:
+        return max(self.versions.values(), key=lambda v: int(v.version), default=None)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A version found on disk, before loading."""
+
+    name: str
+    model_dir: Path
+    version: str
+    version_dir: Path | None
+    single_file: Path | None = None
+
+
+class ModelRepository:
+    """Discover, verify and load models; look them up by name and version.
+
+    :param settings: the server settings; ``model_path`` says where to look.
+    """
+
+    def __init__(self, settings: ServerSettings) -> None:
+        if settings.model_path is None:
+            raise ModelLoadError(
+                "No model path given: pass PATH to `modelserve serve` or set MODELSERVE_MODEL_PATH"
+            )
+        self.settings = settings
+        self.root = Path(settings.model_path)
+        self._models: dict[str, ModelEntry] = {}
+
+    # -- discovery --------------------------------------------------------------------------
+
+    def _sources(self) -> Iterator[_Source]:
+        root = self.root
+        if not root.exists():
+            raise ModelLoadError(f"Model path {root} does not exist")
+        if root.is_file():
+            if self.settings.preprocessor is not None and not self.settings.preprocessor.is_file():
+                raise ModelLoadError(
+                    f"Preprocessor file {self.settings.preprocessor} does not exist"
+                )
+            yield _Source(_safe_name(root.stem), root.parent, "1", None, single_file=root)
+            return
+        if self.settings.preprocessor is not None:
+            raise ModelLoadError("--preprocessor only applies when PATH is a single model file")
+        if _is_model_dir(root):
+            yield from _versions_of(root)
+            return
+        found = False
+        for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if _is_model_dir(child):
+                found = True
+                yield from _versions_of(child)
+        if not found:
+            raise ModelLoadError(
+                f"No models found in {root}: expected <name>/model.yaml and/or "
+                f"<name>/<version>/<artifact> "
+                f"(artifact extensions: {', '.join(known_extensions())})"
+            )
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def load_all(self) -> None:
+        """Load every version found; failures are recorded on the version, not raised.
+
+        :raises ModelLoadError: when nothing at all was found.
+        """
+        models: dict[str, ModelEntry] = {}
+        for source in self._sources():
+            mv = self.load_version(source)
+            entry = models.setdefault(source.name, ModelEntry(source.name, source.model_dir, {}))
+            entry.versions[mv.version] = mv
+        self._models = models
+
+    def check(self) -> list[ModelVersion]:
+        """Find every version and verify manifests and hashes, without loading any model.
+
+        Cheap enough for a server's master process to fail fast before it forks workers.
+        """
+        checked = []
+        for source in self._sources():
+            mv = self._new_version(source)
+            try:
+                self._prepare(mv, source)
+            except ModelServeError as exc:
+                mv.error = exc.message
+            checked.append(mv)
+        return checked
+
+    def _new_version(self, source: _Source) -> ModelVersion:
+        return ModelVersion(
+            name=source.name,
+            version=source.version,
+            path=source.single_file or source.version_dir or source.model_dir,
+            manifest=Manifest(),
+        )
+
+    def _prepare(self, mv: ModelVersion, source: _Source) -> str:
+        """Read the manifest, find and hash-check the artifacts; return the runtime name."""
+        if source.single_file is not None:
+            artifact, pre = source.single_file, self.settings.preprocessor
+        else:
+            mv.manifest = load_version_manifest(source.model_dir, source.version_dir)
+            artifact, pre = _artifact_paths(mv.manifest, source)
+        mv.hashes = self._verify(mv.manifest, source.model_dir, [p for p in (artifact, pre) if p])
+        runtime_name = mv.manifest.runtime or runtime_for_file(artifact)
+        if runtime_name is None:
+            raise ModelLoadError(
+                f"Cannot tell which runtime loads {artifact.name}: set runtime in model.yaml"
+            )
+        mv.artifacts = ArtifactSet(artifact=artifact, preprocessor=pre, manifest=mv.manifest)
+        return runtime_name
+
+    def load_version(self, source: _Source) -> ModelVersion:
+        """Load one version, catching the failure onto the returned :class:`ModelVersion`."""
+        started = time.perf_counter()
+        mv = self._new_version(source)
+        try:
+            runtime_name = self._prepare(mv, source)
+            assert mv.artifacts is not None
+            runtime = get_runtime_class(runtime_name)(mv.artifacts)
+            runtime.load()
+            mv.signature = runtime.signature()
+            mv.runtime = runtime
+            mv.state = "ready"
+            mv.loaded_at = time.time()
+            logger.info(
+                "loaded model %s version %s (%s) in %.0f ms",
+                mv.name,
+                mv.version,
+                runtime_name,
+                (time.perf_counter() - started) * 1000,
+            )
+        except ModelServeError as exc:
+            mv.error = exc.message
+            logger.error("model %s version %s failed to load: %s", mv.name, mv.version, exc.message)
+        return mv
+
+    def _verify(self, manifest: Manifest, model_dir: Path, files: list[Path]) -> dict[str, str]:
+        """Hash each file and compare with the manifest's pins.
+
+        :raises IntegrityError: on a mismatch.
+        :raises ModelLoadError: when a file is unpinned and ``require_sha256`` is set.
+        """
+        hashes: dict[str, str] = {}
+        for path in files:
+            key = _pin_key(path, model_dir)
+            actual = sha256_file(path)
+            hashes[key] = actual
+            expected = manifest.sha256.get(key)
+            if expected is not None:
+                if expected.lower() != actual:
+                    raise IntegrityError(key, expected.lower(), actual)
+            elif self.settings.require_sha256:
+                raise ModelLoadError(
+                    f"{key} has no sha256 pinned in model.yaml "
+                    "and MODELSERVE_REQUIRE_SHA256 is on; "
+                    "pin it with `modelserve validate --write-manifest`"
+                )
+            else:
+                logger.warning("%s is not pinned by sha256 in its manifest", key)
+        return hashes
+
+    # -- lookup -----------------------------------------------------------------------------
+
+    def entries(self) -> list[ModelEntry]:
+        return list(self._models.values())
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def find_entry(self, name: str) -> ModelEntry | None:
+        return self._models.get(name)
+
+    def get(self, name: str, version: str | None = None) -> ModelVersion:
+        """Return a ready version: the default one when ``version`` is ``None``.
+
+        :raises ModelNotFound: for an unknown name or version.
+        :raises ModelNotReady: when it exists but did not load.
+        """
+        entry = self._models.get(name)
+        if entry is None:
+            raise ModelNotFound(name)
+        if version is None:
+            mv = entry.default
+            if mv is None:
+                latest = entry.latest
+                raise ModelNotReady(name, None, latest.error if latest else None)
+            return mv
+        found = entry.versions.get(version)
+        if found is None:
+            raise ModelNotFound(name, version)
+        if not found.ready:
+            raise ModelNotReady(name, version, found.error)
+        return found
+
+    def default_name(self) -> str | None:
+        """The model that ``/predict`` serves: the configured one, or the only one."""
+        if self.settings.default_model is not None:
+            return self.settings.default_model
+        names = self.names()
+        return names[0] if len(names) == 1 else None
+
+
+def _safe_name(stem: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "model"
+    return name
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / MANIFEST_NAME).is_file() or any(
+        p.is_dir() and p.name.isdigit() for p in path.iterdir()
+    )
+
+
+def _versions_of(model_dir: Path) -> Iterator[_Source]:
+    name = model_dir.name
+    if not _NAME_RE.match(name):
+        raise ModelLoadError(
+            f"Model folder name {name!r} is not a valid model name (letters, digits, '_', '.', '-')"
+        )
+    version_dirs = sorted(
+        (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
+        key=lambda p: int(p.name),
+    )
+    if not version_dirs:
+        # A manifest beside the artifact, with no version folders: that is version 1.
+        yield _Source(name, model_dir, "1", None)
+        return
+    for vdir in version_dirs:
+        yield _Source(name, model_dir, str(int(vdir.name)), vdir)
+
+
+def _pin_key(path: Path, model_dir: Path) -> str:
+    try:
+        return path.resolve().relative_to(model_dir.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _artifact_paths(manifest: Manifest, source: _Source) -> tuple[Path, Path | None]:
+    folder = source.version_dir or source.model_dir
+    pre = None
+    if manifest.preprocessor:
+        pre = folder / manifest.preprocessor
+        if not pre.is_file():
+            raise ModelLoadError(f"Preprocessor {manifest.preprocessor} not found in {folder}")
+    if manifest.artifact:
+        artifact = folder / manifest.artifact
+        if not artifact.is_file():
+            raise ModelLoadError(f"Artifact {manifest.artifact} not found in {folder}")
+        return artifact, pre
+    extensions = set(known_extensions())
+    candidates = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in extensions and (pre is None or p != pre)
+    )
+    if len(candidates) == 1:
+        return candidates[0], pre
+    if not candidates:
+        raise ModelLoadError(
+            f"No model artifact in {folder} (looked for {', '.join(sorted(extensions))})"
+        )
+    raise ModelLoadError(
+        f"Several artifacts in {folder} ({', '.join(p.name for p in candidates)}): "
+        "name the model file with artifact: in model.yaml"
+    )

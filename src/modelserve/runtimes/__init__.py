@@ -1,0 +1,10 @@
+"""Model runtimes: one small interface, one module per model format."""
+
+from __future__ import annotations
+
+from .base import ArtifactSet
+from .base import Runtime
+from .registry import get_runtime_class
+from .registry import register_runtime
+
+__all__ = ["ArtifactSet", "Runtime", "get_runtime_class", "register_runtime"]

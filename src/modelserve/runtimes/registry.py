@@ -1,0 +1,64 @@
+"""Map a manifest's ``runtime`` value to its class, importing heavy libraries only on use."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..errors import ModelLoadError
+from .base import Runtime
+
+#: runtime name -> ("module:Class", the extra that provides its dependencies)
+_RUNTIMES: dict[str, tuple[str, str]] = {
+    "sklearn": ("modelserve.runtimes.sklearn:SKLearnRuntime", "sklearn"),
+}
+#: file extension -> runtime name, for manifests (or single files) that name no runtime.
+_EXTENSIONS: dict[str, str] = {
+    ".pkl": "sklearn",
+    ".pickle": "sklearn",
+    ".joblib": "sklearn",
+    ".skops": "sklearn",
+}
+
+
+def register_runtime(name: str, target: str, extra: str, extensions: tuple[str, ...] = ()) -> None:
+    """Make ``runtime: name`` in a manifest load ``target`` (``"package.module:Class"``)."""
+    _RUNTIMES[name] = (target, extra)
+    for ext in extensions:
+        _EXTENSIONS[ext] = name
+
+
+def runtime_names() -> list[str]:
+    return sorted(_RUNTIMES)
+
+
+def runtime_for_file(path: Path) -> str | None:
+    """Guess the runtime from a file's extension, or ``None``."""
+    return _EXTENSIONS.get(path.suffix.lower())
+
+
+def known_extensions() -> list[str]:
+    return sorted(_EXTENSIONS)
+
+
+def get_runtime_class(name: str) -> type[Runtime]:
+    """Import and return the runtime class for ``name``.
+
+    :raises ModelLoadError: for an unknown runtime name.
+    :raises RuntimeUnavailable: when its optional dependency is missing.
+    """
+    from ..errors import RuntimeUnavailable
+
+    try:
+        target, extra = _RUNTIMES[name]
+    except KeyError:
+        raise ModelLoadError(
+            f"Unknown runtime {name!r}; known runtimes: {', '.join(runtime_names())}"
+        ) from None
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RuntimeUnavailable(name, extra) from exc
+    cls: type[Runtime] = getattr(module, class_name)
+    return cls

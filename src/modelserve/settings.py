@@ -1,0 +1,184 @@
+"""One settings object, read from ``MODELSERVE_*`` environment variables and an optional file.
+
+Precedence, highest first: values passed to the constructor (the CLI's flags), environment
+variables, the settings file named by ``MODELSERVE_SETTINGS_FILE`` (TOML or YAML), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+import yaml
+from pydantic import Field
+from pydantic import SecretStr
+from pydantic import ValidationError
+from pydantic import model_validator
+from pydantic_settings import BaseSettings
+from pydantic_settings import PydanticBaseSettingsSource
+from pydantic_settings import SettingsConfigDict
+
+from .errors import ConfigError
+
+Profile = Literal["development", "production", "testing"]
+
+#: The secret key every non-production profile gets; production refuses to run with it.
+DEFAULT_SECRET_KEY = "modelserve-insecure-development-key"
+SETTINGS_FILE_ENV = "MODELSERVE_SETTINGS_FILE"
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Read settings from the TOML or YAML file named by ``MODELSERVE_SETTINGS_FILE``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path:
+            self._data = _read_settings_file(Path(path))
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+def _read_settings_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read settings file {path} ({SETTINGS_FILE_ENV}): {exc}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"Settings file {path} is not valid: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"Settings file {path} must hold a mapping of setting names to values")
+    # A file may nest everything under [modelserve] so it can share a pyproject-like file.
+    section = data.get("modelserve", data)
+    unknown = sorted(set(section) - set(ServerSettings.model_fields))
+    if unknown:
+        raise ConfigError(f"Settings file {path} has unknown settings: {', '.join(unknown)}")
+    return dict(section)
+
+
+class ServerSettings(BaseSettings):
+    """Everything the server reads at start-up. Each field is also ``MODELSERVE_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELSERVE_",
+        extra="forbid",
+        validate_default=True,
+        protected_namespaces=(),
+    )
+
+    profile: Profile = "production"
+    """``development`` (debug, reloader), ``production`` (safe defaults), ``testing``."""
+
+    debug: bool = False
+    """Flask debug mode. Refused in production: it exposes an interactive debugger."""
+
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    """Flask's secret key (signs sessions, later tokens). Production requires your own."""
+
+    model_path: Path | None = None
+    """A model repository folder, one model folder, or one model file."""
+
+    preprocessor: Path | None = None
+    """Single-file mode only: a fitted transformer applied before the model (``scaler.pkl``)."""
+
+    default_model: str | None = None
+    """The model ``/predict`` serves; needed only when the repository holds several."""
+
+    max_content_length: int = Field(default=16 * 1024 * 1024, ge=1)
+    """Largest request body in bytes; larger bodies get 413."""
+
+    max_batch_rows: int = Field(default=10_000, ge=1)
+    """Most rows one ``/predict_batch`` request may carry; more get 413."""
+
+    allow_extra_fields: bool = False
+    """Accept (and ignore) JSON fields that are not model features, instead of a 400."""
+
+    require_sha256: bool = False
+    """Refuse to load an artifact whose sha256 is not pinned in its manifest."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    """Server processes. Each loads its own copy of every model."""
+
+    threads: int = Field(default=4, ge=1)
+    """Threads per worker process."""
+
+    timeout: int = Field(default=30, ge=1)
+    """Seconds a worker may spend on one request before it is restarted."""
+
+    keepalive: int = Field(default=5, ge=0)
+    """Seconds an idle keep-alive connection stays open."""
+
+    access_log: bool = False
+    """Log one line per request (off by default: it costs throughput; proxies log too)."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _profile_defaults(self) -> ServerSettings:
+        if self.profile == "development" and "debug" not in self.model_fields_set:
+            self.debug = True
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file_source = _FileSource(settings_cls, os.environ.get(SETTINGS_FILE_ENV))
+        return (init_settings, env_settings, file_source)
+
+    def check_safe(self) -> None:
+        """Refuse settings that are unsafe for the profile, naming the variable to change.
+
+        :raises ConfigError: in production with debug on or with the default secret key.
+        """
+        if self.profile != "production":
+            return
+        if self.debug:
+            raise ConfigError(
+                "Refusing to start: debug mode is on in the production profile. "
+                "Unset MODELSERVE_DEBUG (or set it to false)."
+            )
+        if self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
+            raise ConfigError(
+                "Refusing to start: the production profile needs its own secret key. "
+                "Set MODELSERVE_SECRET_KEY, e.g. "
+                "`export MODELSERVE_SECRET_KEY=$(python -c "
+                "'import secrets; print(secrets.token_hex(32))')`, "
+                "or run with --dev / MODELSERVE_PROFILE=development for local use."
+            )
+
+
+def load_settings(**overrides: Any) -> ServerSettings:
+    """Build settings from the environment and the settings file, with ``overrides`` on top.
+
+    ``None`` overrides are dropped so that unset CLI flags do not mask the environment.
+
+    :raises ConfigError: naming the bad variable when a value does not validate.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ServerSettings(**given)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"MODELSERVE_{name.upper()}: {err['msg']}")
+        raise ConfigError("Invalid settings: " + "; ".join(problems)) from exc

@@ -1,0 +1,81 @@
+"""Type aliases and the model-signature values shared by runtimes, codecs and the service.
+
+No behaviour lives here beyond small derived properties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Tensor = npt.NDArray[Any]
+TensorDict = dict[str, Tensor]
+FeatureType = Literal["number", "integer", "string", "boolean"]
+Task = Literal["classification", "regression"]
+
+#: Output names every tabular runtime uses; the V2 protocol exposes the same names.
+PREDICT_OUTPUT = "predict"
+PROBA_OUTPUT = "predict_proba"
+#: The one input name a tabular runtime takes: a 2-D ``[rows, features]`` array.
+TABULAR_INPUT = "input"
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One named input column of a tabular model, with its validation bounds."""
+
+    name: str
+    type: FeatureType = "number"
+    enum: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    description: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        for key in ("enum", "minimum", "maximum", "description"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = list(value) if key == "enum" else value
+        return out
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a model takes and gives: feature columns, task, class labels.
+
+    ``classes`` are the labels as the model knows them (``classes_``); ``class_names`` are
+    optional display names aligned with them.
+    """
+
+    features: tuple[Feature, ...]
+    task: Task
+    classes: tuple[Any, ...] | None = None
+    class_names: tuple[str, ...] | None = None
+    has_proba: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric(self) -> bool:
+        """True when every feature is a number, so rows fit one float64 array."""
+        return all(f.type in ("number", "integer") for f in self.features)
+
+    @property
+    def outputs(self) -> list[str]:
+        return [PREDICT_OUTPUT, PROBA_OUTPUT] if self.has_proba else [PREDICT_OUTPUT]
+
+
+def to_python(value: Any) -> Any:
+    """Turn a numpy scalar into the plain Python value JSON encoders expect."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,82 @@
+"""`modelserve validate`: load, verify, sample-predict, and optionally write manifests back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from .errors import ModelServeError
+from .manifest import MANIFEST_NAME
+from .manifest import FeatureSpec
+from .manifest import Manifest
+from .manifest import dump_manifest
+from .manifest import parse_manifest
+from .manifest import read_manifest_data
+from .repository import ModelEntry
+from .repository import ModelVersion
+from .service import InferenceService
+from .service import sample_instance
+from .settings import ServerSettings
+
+
+def validate_repository(
+    settings: ServerSettings, write_manifest: bool, echo: Callable[[str], None]
+) -> bool:
+    """Check every model version; return True when all load and answer a sample request."""
+    service = InferenceService(settings)
+    service.load()
+    ok = True
+    for entry in service.repository.entries():
+        for mv in sorted(entry.versions.values(), key=lambda v: int(v.version)):
+            if not mv.ready:
+                ok = False
+                echo(f"FAIL {mv.name} v{mv.version}: {mv.error}")
+                continue
+            assert mv.signature is not None
+            sample = sample_instance(mv.signature)
+            try:
+                answer = service.predict_one(mv.name, mv.version, orjson.dumps(sample))
+            except ModelServeError as exc:
+                ok = False
+                echo(f"FAIL {mv.name} v{mv.version}: sample prediction failed: {exc.message}")
+                continue
+            echo(
+                f"ok   {mv.name} v{mv.version}: {len(mv.signature.features)} features, "
+                f"{mv.signature.task}, sample prediction {answer['prediction']!r}"
+            )
+        if write_manifest and entry.default is not None:
+            target = write_entry_manifest(entry, entry.default, settings)
+            echo(f"wrote {target}")
+    return ok
+
+
+def write_entry_manifest(entry: ModelEntry, mv: ModelVersion, settings: ServerSettings) -> Path:
+    """Write the inferred signature and every version's sha256 pins into ``model.yaml``.
+
+    Fields already in the manifest are kept; inferred ones fill the gaps.
+    """
+    assert mv.signature is not None and mv.artifacts is not None
+    single_file = mv.path.is_file()
+    model_dir = mv.path.parent if single_file else entry.path
+    target = model_dir / MANIFEST_NAME
+    existing = read_manifest_data(target) if target.is_file() and not single_file else {}
+    current = parse_manifest(existing, target)
+    sig = mv.signature
+    pins = dict(current.sha256)
+    for version in entry.versions.values():
+        pins.update(version.hashes)
+    update: dict[str, object] = {
+        "runtime": current.runtime or (mv.runtime.name if mv.runtime else None),
+        "task": current.task or sig.task,
+        "inputs": current.inputs or [FeatureSpec.model_validate(f.to_dict()) for f in sig.features],
+        "sha256": pins,
+    }
+    if single_file:
+        update["artifact"] = mv.artifacts.artifact.name
+        if mv.artifacts.preprocessor is not None:
+            update["preprocessor"] = mv.artifacts.preprocessor.name
+    manifest: Manifest = current.model_copy(update=update)
+    target.write_text(dump_manifest(manifest), encoding="utf-8")
+    return target
