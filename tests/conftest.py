@@ -1,0 +1,134 @@
+"""Shared fixtures: settings, app, client, model repositories on disk, a real server process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+
+from modelserve.app import create_app
+from modelserve.settings import ServerSettings
+
+from . import models
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(autouse=True)
+def _reset_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MODELSERVE_* variable from the developer's shell leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("MODELSERVE_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository with iris (scaler + logistic regression) and a forest Pipeline."""
+    root = tmp_path / "models"
+    models.write_model(root, "iris", models.iris())
+    models.write_model(root, "forest", models.forest())
+    return root
+
+
+@pytest.fixture
+def settings(repo: Path) -> ServerSettings:
+    return ServerSettings(profile="testing", model_path=repo, default_model="iris")
+
+
+@pytest.fixture
+def app(settings: ServerSettings) -> Flask:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """A real `modelserve serve` process on loopback, running this checkout's code."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVE_")}
+        full_env.update(
+            PYTHONPATH=f"{SRC}{os.pathsep}{full_env.get('PYTHONPATH', '')}",
+            MODELSERVE_SECRET_KEY="test-secret-key-for-e2e",
+        )
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "modelserve", "serve", *args, "--port", str(self.port)],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.stop()}")
+
+    def output(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read()
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.output()
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[..., LiveServer]]:
+    """Start real servers (``live_server(["PATH", "--workers", "2"])``); all stop at teardown."""
+    started: list[LiveServer] = []
+
+    def start(args: list[str], env: dict[str, str] | None = None, ready: bool = True) -> LiveServer:
+        server = LiveServer(args, env)
+        started.append(server)
+        if ready:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

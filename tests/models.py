@@ -1,0 +1,132 @@
+"""Build small real model artifacts and repositories in a temporary folder for tests."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import yaml
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A fitted model, its optional preprocessor, and data to score."""
+
+    model: Any
+    x: np.ndarray
+    preprocessor: Any = None
+    feature_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...] | None = None
+
+    def expected(self, x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """What calling the model in-process gives: (labels, probabilities or None)."""
+        x = self.x if x is None else x
+        z = self.preprocessor.transform(x) if self.preprocessor is not None else x
+        proba = self.model.predict_proba(z) if hasattr(self.model, "predict_proba") else None
+        return self.model.predict(z), proba
+
+
+IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+
+@cache
+def iris() -> Trained:
+    """Logistic regression with a separate scaler, like the tutorial's pair of pickles."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_iris()
+    scaler = StandardScaler().fit(data.data)
+    model = LogisticRegression(max_iter=500).fit(scaler.transform(data.data), data.target)
+    return Trained(model, data.data, scaler, IRIS_FEATURES, ("setosa", "versicolor", "virginica"))
+
+
+@cache
+def forest() -> Trained:
+    """A small scaler + random forest Pipeline on breast cancer (30 features, 2 classes)."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_breast_cancer()
+    model = make_pipeline(
+        StandardScaler(), RandomForestClassifier(n_estimators=10, random_state=0)
+    ).fit(data.data, data.target)
+    return Trained(model, data.data, None, tuple(f"x{i}" for i in range(30)))
+
+
+@cache
+def regressor() -> Trained:
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    data = load_diabetes()
+    return Trained(
+        Ridge().fit(data.data, data.target), data.data, None, tuple(f"x{i}" for i in range(10))
+    )
+
+
+@cache
+def string_labels() -> Trained:
+    """A classifier whose labels are strings, fitted on iris."""
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    data = load_iris()
+    labels = np.array(["setosa", "versicolor", "virginica"])[data.target]
+    return Trained(
+        DecisionTreeClassifier(random_state=0).fit(data.data, labels),
+        data.data,
+        None,
+        tuple(f"x{i}" for i in range(4)),
+    )
+
+
+def write_model(
+    root: Path,
+    name: str,
+    trained: Trained,
+    version: str = "1",
+    manifest: dict[str, Any] | None = None,
+    pin: bool = True,
+    artifact: str = "model.joblib",
+) -> Path:
+    """Write ``root/name/version/`` artifacts and ``root/name/model.yaml``; return the model dir."""
+    model_dir = root / name
+    vdir = model_dir / version
+    vdir.mkdir(parents=True, exist_ok=True)
+    joblib.dump(trained.model, vdir / artifact)
+    data: dict[str, Any] = {"runtime": "sklearn", "artifact": artifact}
+    files = [artifact]
+    if trained.preprocessor is not None:
+        joblib.dump(trained.preprocessor, vdir / "scaler.joblib")
+        data["preprocessor"] = "scaler.joblib"
+        files.append("scaler.joblib")
+    if trained.feature_names:
+        data["inputs"] = [{"name": n, "type": "number"} for n in trained.feature_names]
+    if trained.class_names:
+        data["class_names"] = list(trained.class_names)
+    manifest_path = model_dir / "model.yaml"
+    existing = yaml.safe_load(manifest_path.read_text()) if manifest_path.exists() else {}
+    pins = dict((existing or {}).get("sha256", {}))
+    if pin:
+        pins.update({f"{version}/{f}": sha256(vdir / f) for f in files})
+    data["sha256"] = pins
+    data.update(manifest or {})
+    manifest_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return model_dir
+
+
+def features_of(trained: Trained, row: np.ndarray) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(trained.feature_names, row, strict=True)}
