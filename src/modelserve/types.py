@@ -46,11 +46,30 @@ class Feature:
 
 
 @dataclass(frozen=True)
+class TensorSpec:
+    """One named tensor a model takes or gives, in Open Inference Protocol terms.
+
+    ``datatype`` is a V2 datatype name (``FP32``, ``INT64``, ``BYTES``...); ``-1`` in ``shape``
+    marks a variable dimension (the batch dimension first).
+    """
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
 class Signature:
     """What a model takes and gives: feature columns, task, class labels.
 
     ``classes`` are the labels as the model knows them (``classes_``); ``class_names`` are
-    optional display names aligned with them.
+    optional display names aligned with them. ``kind`` says which routes fit the model:
+    ``tabular`` models take named ``features`` (seed ``/predict``); ``image`` and ``tensor``
+    models are described by ``tensor_inputs``/``tensor_outputs`` instead. Tabular models may
+    leave the tensor specs empty: transports derive them from the features.
     """
 
     features: tuple[Feature, ...]
@@ -58,6 +77,9 @@ class Signature:
     classes: tuple[Any, ...] | None = None
     class_names: tuple[str, ...] | None = None
     has_proba: bool = False
+    kind: Literal["tabular", "image", "tensor"] = "tabular"
+    tensor_inputs: tuple[TensorSpec, ...] = ()
+    tensor_outputs: tuple[TensorSpec, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
