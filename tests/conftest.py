@@ -37,7 +37,8 @@ def _reset_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 def repo(tmp_path: Path) -> Path:
     """A repository with iris (scaler + logistic regression) and a forest Pipeline."""
     root = tmp_path / "models"
-    models.write_model(root, "iris", models.iris())
+    iris_inputs = [{"name": n, "type": "number", "minimum": 0} for n in models.IRIS_FEATURES]
+    models.write_model(root, "iris", models.iris(), manifest={"inputs": iris_inputs})
     models.write_model(root, "forest", models.forest())
     return root
 

@@ -130,3 +130,10 @@ def write_model(
 
 def features_of(trained: Trained, row: np.ndarray) -> dict[str, float]:
     return {n: float(v) for n, v in zip(trained.feature_names, row, strict=True)}
+
+
+def reject_negative_sepal(x: np.ndarray) -> np.ndarray:
+    """A transform that refuses some schema-valid rows, as real feature checks do."""
+    if (x[:, 0] < 0).any():
+        raise ValueError("sepal_length must not be negative")
+    return x

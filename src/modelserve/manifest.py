@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import ValidationError
+from pydantic import field_validator
 from pydantic import model_validator
 
 from .errors import ModelLoadError
@@ -88,19 +89,24 @@ class Manifest(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     """Runtime-specific options, passed through to the runtime."""
 
-    @model_validator(mode="after")
-    def _check(self) -> Manifest:
-        for path, digest in self.sha256.items():
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digests(cls, pins: dict[str, str]) -> dict[str, str]:
+        for path, digest in pins.items():
             if len(digest) != _SHA256_LEN or any(
                 c not in "0123456789abcdef" for c in digest.lower()
             ):
                 raise ValueError(f"sha256 for {path!r} is not a 64-character hex digest")
-        if self.inputs is not None:
-            names = [f.name for f in self.inputs]
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"duplicate input names: {', '.join(dupes)}")
-        return self
+        return {path: digest.lower() for path, digest in pins.items()}
+
+    @field_validator("inputs")
+    @classmethod
+    def _unique_names(cls, inputs: list[FeatureSpec] | None) -> list[FeatureSpec] | None:
+        names = [f.name for f in inputs or ()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate input names: {', '.join(dupes)}")
+        return inputs
 
 
 def read_manifest_data(path: Path) -> dict[str, Any]:
@@ -132,16 +138,17 @@ def parse_manifest(data: dict[str, Any], source: Path | str) -> Manifest:
 def load_version_manifest(model_dir: Path, version_dir: Path | None) -> Manifest:
     """Merge the model-level manifest with a version's own, if it has one."""
     data: dict[str, Any] = {}
-    top = model_dir / MANIFEST_NAME
+    source = top = model_dir / MANIFEST_NAME
     if top.is_file():
         data = read_manifest_data(top)
     if version_dir is not None and (version_dir / MANIFEST_NAME).is_file():
-        override = read_manifest_data(version_dir / MANIFEST_NAME)
+        source = version_dir / MANIFEST_NAME
+        override = read_manifest_data(source)
         pins = {
             f"{version_dir.name}/{k}": v for k, v in (override.pop("sha256", None) or {}).items()
         }
         data = {**data, **override, "sha256": {**(data.get("sha256") or {}), **pins}}
-    return parse_manifest(data, version_dir / MANIFEST_NAME if version_dir else top)
+    return parse_manifest(data, source)
 
 
 def dump_manifest(manifest: Manifest) -> str:

@@ -251,8 +251,8 @@ class ModelRepository:
             hashes[key] = actual
             expected = manifest.sha256.get(key)
             if expected is not None:
-                if expected.lower() != actual:
-                    raise IntegrityError(key, expected.lower(), actual)
+                if expected != actual:
+                    raise IntegrityError(key, expected, actual)
             elif self.settings.require_sha256:
                 raise ModelLoadError(
                     f"{key} has no sha256 pinned in model.yaml "
