@@ -1,0 +1,15 @@
+"""The HTTP floor: a Flask app that does nothing but answer.
+
+Run: gunicorn benchmarks.baselines.hello_app:app
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.post("/predict")
+def predict() -> str:
+    return "ok"

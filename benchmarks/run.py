@@ -1,0 +1,473 @@
+"""Load benchmark: modelserve vs the in-process model, the tutorial's naive app and the lean app.
+
+Bounded and loopback-only: each server is pinned to core 0 with taskset, wrk to core 1, and
+every load run stops after ``--duration`` seconds. Writes the tables into BENCHMARKS.md.
+
+Usage (from the repository root, after the README's dev install)::
+
+    python -m benchmarks.run [--duration 8] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / ".cache"
+LUA = ROOT / "benchmarks" / "wrk_report.lua"
+MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
+SERVER_CPU, LOAD_CPU = "0", "1"
+
+
+@dataclass
+class Result:
+    """One measured row of a table."""
+
+    workload: str
+    target: str
+    connections: int
+    req_per_s: float
+    rows_per_s: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+    cpu_ms_per_req: float | None = None
+    errors: int = 0
+
+
+# -- preparation ----------------------------------------------------------------------------
+
+
+def prepare() -> dict[str, Any]:
+    """Train the demo models, compile the forest to ONNX, write request bodies."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.datasets import load_iris
+
+    from modelserve.demo import train_demo_models
+
+    models = CACHE / "models"
+    if models.exists():
+        shutil.rmtree(models)
+    train_demo_models(models)
+    import joblib
+    from skl2onnx import to_onnx
+
+    forest_path = models / "breast-cancer" / "1" / "model.joblib"
+    forest = joblib.load(forest_path)
+    names = [f["name"] for f in _manifest_inputs(models / "breast-cancer")]
+    onnx_model = to_onnx(
+        forest,
+        np.zeros((1, 30), dtype=np.float32),
+        options={id(forest.steps[-1][1]): {"zipmap": False}},
+    )
+    onnx_path = CACHE / "forest.onnx"
+    onnx_path.write_bytes(onnx_model.SerializeToString())
+
+    cancer = load_breast_cancer().data
+    iris = load_iris().data
+    iris_names = [f["name"] for f in _manifest_inputs(models / "iris")]
+    bodies = {
+        "forest_row": dict(zip(names, cancer[7].tolist(), strict=True)),
+        "forest_batch100": {"instances": cancer[:100].tolist()},
+        "iris_row": dict(zip(iris_names, iris[60].tolist(), strict=True)),
+    }
+    paths = {}
+    for key, body in bodies.items():
+        path = CACHE / f"{key}.json"
+        path.write_bytes(orjson.dumps(body))
+        paths[key] = path
+    return {
+        "models": models,
+        "forest_path": forest_path,
+        "onnx_path": onnx_path,
+        "names": names,
+        "bodies": paths,
+        "cancer": cancer,
+    }
+
+
+def _manifest_inputs(model_dir: Path) -> list[dict[str, Any]]:
+    import yaml
+
+    inputs: list[dict[str, Any]] = yaml.safe_load((model_dir / "model.yaml").read_text())["inputs"]
+    return inputs
+
+
+# -- in-process limits ----------------------------------------------------------------------
+
+
+def _rate(fn: Callable[[], object], seconds: float) -> float:
+    fn()
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        fn()
+        n += 1
+    return n / elapsed
+
+
+def in_process(prep: dict[str, Any], seconds: float) -> list[Result]:
+    """The model alone and modelserve's service without HTTP, on the server's core."""
+    import joblib
+    import onnxruntime as ort
+
+    from modelserve.service import InferenceService
+    from modelserve.settings import ServerSettings
+
+    os.sched_setaffinity(0, {int(SERVER_CPU)})
+    forest = joblib.load(prep["forest_path"])
+    row, batch = prep["cancer"][7:8], prep["cancer"][:100]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(
+        str(prep["onnx_path"]), options, providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    service = InferenceService(
+        ServerSettings(profile="testing", model_path=prep["models"], log_level="WARNING")
+    )
+    service.load()
+    row_body = prep["bodies"]["forest_row"].read_bytes()
+    batch_body = prep["bodies"]["forest_batch100"].read_bytes()
+    out = []
+    r = _rate(lambda: forest.predict_proba(row), seconds)
+    out.append(Result("forest /predict", "in-process sklearn predict_proba", 1, r, r))
+    r = _rate(lambda: session.run(None, {name: row.astype(np.float32)}), seconds)
+    out.append(Result("forest /predict", "in-process ONNX session.run", 1, r, r))
+    r = _rate(lambda: service.predict_one("breast-cancer", None, row_body), seconds)
+    out.append(Result("forest /predict", "in-process modelserve service (no HTTP)", 1, r, r))
+    r = _rate(lambda: forest.predict_proba(batch), seconds)
+    out.append(
+        Result("forest /predict_batch 100", "in-process sklearn predict_proba", 1, r, r * 100)
+    )
+    r = _rate(lambda: service.predict_batch("breast-cancer", None, batch_body), seconds)
+    out.append(
+        Result(
+            "forest /predict_batch 100", "in-process modelserve service (no HTTP)", 1, r, r * 100
+        )
+    )
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    return out
+
+
+# -- servers under load ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """A server process pinned to the server core; stopped on exit."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], ready_path: str) -> None:
+        self.name = name
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", **env}
+        argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *argv],
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._wait(ready_path)
+
+    def _wait(self, path: str) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"{self.name} exited: {err[-2000:]}")
+            try:
+                urllib.request.urlopen(self.url + path, timeout=2)
+                return
+            except urllib.error.HTTPError:
+                return  # it answers: a 405 on GET /predict means the app is up
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not start")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server's whole process group."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid:  # process group id
+                total += int(fields[11]) + int(fields[12])
+        return total / tick
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def wrk(server: Server, path: str, body: Path, connections: int, seconds: int) -> dict[str, Any]:
+    cpu_before = server.cpu_seconds()
+    proc = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            LOAD_CPU,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            server.url + path,
+        ],
+        env={**os.environ, "BODY_FILE": str(body)},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    match = re.search(r"WRK_JSON (\{.*\})", proc.stdout)
+    if not match:
+        raise RuntimeError(f"wrk failed: {proc.stdout}\n{proc.stderr}")
+    stats: dict[str, Any] = json.loads(match.group(1))
+    stats["cpu_s"] = server.cpu_seconds() - cpu_before
+    return stats
+
+
+def load_result(
+    workload: str, target: str, rows: int, connections: int, stats: dict[str, Any]
+) -> Result:
+    seconds = stats["duration_us"] / 1e6
+    ok = stats["requests"] - stats["non2xx"]
+    return Result(
+        workload=workload,
+        target=target,
+        connections=connections,
+        req_per_s=ok / seconds,
+        rows_per_s=ok * rows / seconds,
+        p50_ms=stats["p50_us"] / 1000,
+        p99_ms=stats["p99_us"] / 1000,
+        p999_ms=stats["p999_us"] / 1000,
+        cpu_ms_per_req=1000 * stats["cpu_s"] / max(stats["requests"], 1),
+        errors=stats["non2xx"] + stats["socket_errors"],
+    )
+
+
+def under_load(prep: dict[str, Any], seconds: int, quick: bool) -> list[Result]:
+    gunicorn = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        "127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+    ]
+    gthread = ["--worker-class", "gthread", "--workers", "2", "--threads", "8"]
+    bodies = prep["bodies"]
+    targets: list[tuple[str, list[str], dict[str, str], list[tuple[str, str, str, int, int]]]] = [
+        (
+            "modelserve (gunicorn 2x8)",
+            [
+                sys.executable,
+                "-m",
+                "modelserve",
+                "serve",
+                str(prep["models"]),
+                "--port",
+                "{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "8",
+                "--default-model",
+                "breast-cancer",
+            ],
+            {"MODELSERVE_SECRET_KEY": "benchmark-only-secret", "MODELSERVE_LOG_LEVEL": "WARNING"},
+            [
+                ("forest /predict", "/predict", "forest_row", 1, 64),
+                ("forest /predict", "/predict", "forest_row", 1, 1),
+                ("iris /predict", "/models/iris/predict", "iris_row", 1, 64),
+                ("forest /predict_batch 100", "/predict_batch", "forest_batch100", 100, 8),
+            ],
+        ),
+        (
+            "naive tutorial app (gunicorn 4 sync)",
+            [*gunicorn, "--workers", "4", "benchmarks.baselines.naive_app:app"],
+            {"BENCH_MODEL": str(prep["forest_path"])},
+            [
+                ("forest /predict", "/predict", "forest_row", 1, 64),
+                ("forest /predict", "/predict", "forest_row", 1, 1),
+                ("forest /predict_batch 100", "/predict_batch", "forest_batch100", 100, 8),
+            ],
+        ),
+        (
+            "lean app: Flask+orjson+ONNX (gunicorn 2x8)",
+            [*gunicorn, *gthread, "benchmarks.baselines.lean_app:app"],
+            {"BENCH_ONNX": str(prep["onnx_path"]), "BENCH_FEATURES": ",".join(prep["names"])},
+            [
+                ("forest /predict", "/predict", "forest_row", 1, 64),
+                ("forest /predict", "/predict", "forest_row", 1, 1),
+            ],
+        ),
+        (
+            "Flask hello floor (gunicorn 2x8)",
+            [*gunicorn, *gthread, "benchmarks.baselines.hello_app:app"],
+            {},
+            [("forest /predict", "/predict", "forest_row", 1, 64)],
+        ),
+    ]
+    results = []
+    for name, argv, env, runs in targets:
+        if quick:
+            runs = runs[:1]
+        server = Server(name, argv, env, "/predict")
+        try:
+            for workload, path, body, rows, conns in runs:
+                wrk(server, path, bodies[body], conns, 2)  # warm-up
+                stats = wrk(server, path, bodies[body], conns, seconds)
+                result = load_result(workload, name, rows, conns, stats)
+                print(
+                    f"  {workload:28} {name:42} c={conns:<3} {result.req_per_s:9.1f} req/s",
+                    flush=True,
+                )
+                results.append(result)
+        finally:
+            server.stop()
+    return results
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"
+
+
+def render(results: list[Result], command: str, seconds: int) -> str:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    pkgs = ", ".join(
+        f"{p} {version(p)}"
+        for p in ("flask", "gunicorn", "numpy", "scikit-learn", "onnxruntime", "orjson")
+    )
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [
+        f"Run {when} · `{command}` · {seconds} s per load run",
+        "",
+        f"Machine: {os.cpu_count()} cores ({cpu}); Python {platform.python_version()}; {pkgs}.",
+        f"Servers pinned to core {SERVER_CPU}, wrk (1 thread) to core {LOAD_CPU}, loopback only.",
+        "",
+        "| workload | target | conns | req/s | rows/s | p50 ms | p99 ms | p99.9 ms "
+        "| CPU ms/req | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        cells = [
+            r.workload,
+            r.target,
+            str(r.connections),
+            _fmt(r.req_per_s),
+            _fmt(r.rows_per_s, 0),
+            _fmt(r.p50_ms, 2),
+            _fmt(r.p99_ms, 2),
+            _fmt(r.p999_ms, 2),
+            _fmt(r.cpu_ms_per_req, 2),
+            str(r.errors),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    by = {(r.workload, r.target, r.connections): r for r in results}
+    ours_name = "modelserve (gunicorn 2x8)"
+    others = {
+        "naive": "naive tutorial app (gunicorn 4 sync)",
+        "lean ONNX app": "lean app: Flask+orjson+ONNX (gunicorn 2x8)",
+    }
+    ratios = []
+    for workload, conns in (("forest /predict", 64), ("forest /predict_batch 100", 8)):
+        ours = by.get((workload, ours_name, conns))
+        for label, target in others.items():
+            other = by.get((workload, target, conns))
+            if ours and other:
+                ratio = ours.req_per_s / other.req_per_s
+                ratios.append(f"- {workload}, {conns} conns: modelserve / {label} = {ratio:.2f}x")
+    if ratios:
+        lines += ["", *ratios]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{MARK_START}\n{MARK_END}\n"
+    if MARK_START not in text:
+        text += f"\n{MARK_START}\n{MARK_END}\n"
+    head, rest = text.split(MARK_START, 1)
+    _, tail = rest.split(MARK_END, 1)
+    path.write_text(f"{head}{MARK_START}\n{report}{MARK_END}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=8, help="seconds per load run")
+    parser.add_argument("--quick", action="store_true", help="one load run per server")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print, do not update BENCHMARKS.md"
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs 2 cores: one for the server, one for the load generator")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print("preparing models ...", flush=True)
+    prep = prepare()
+    print("in-process ...", flush=True)
+    results = in_process(prep, seconds=3.0)
+    print("under load ...", flush=True)
+    results += under_load(prep, args.duration, args.quick)
+    (CACHE / "latest.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    command = "python -m benchmarks.run" + "".join(f" {a}" for a in sys.argv[1:])
+    report = render(results, command, args.duration)
+    print(report)
+    if not args.no_write:
+        write_report(report)
+
+
+if __name__ == "__main__":
+    main()
