@@ -56,6 +56,15 @@ class FeatureSpec(BaseModel):
         )
 
 
+class BatchingSpec(BaseModel):
+    """Per-model batching overrides; unset fields take the server settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_latency_ms: float | None = Field(default=None, ge=0)
+
+
 class Manifest(BaseModel):
     """A model's manifest. Every field is optional: missing ones are inferred at load."""
 
@@ -85,6 +94,9 @@ class Manifest(BaseModel):
     description: str | None = None
     trusted_types: list[str] = Field(default_factory=list)
     """skops only: extra types to trust when loading a ``.skops`` file."""
+
+    batching: BatchingSpec | None = None
+    """Adaptive batching for this model (``max_batch_size: 1`` turns it off)."""
 
     options: dict[str, Any] = Field(default_factory=dict)
     """Runtime-specific options, passed through to the runtime."""

@@ -10,16 +10,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 
+from .batching.batcher import Batcher
 from .codecs.schema import array_schema
 from .codecs.schema import object_schema
 from .codecs.seed import SeedCodec
 from .codecs.seed import parse_json
 from .errors import InferenceError
 from .errors import ModelNotFound
+from .errors import ServerBusy
 from .repository import ModelRepository
 from .repository import ModelVersion
 from .settings import ServerSettings
@@ -42,6 +46,7 @@ class InferenceService:
         self.started_at = time.time()
         self._codecs: dict[ModelVersion, SeedCodec] = {}
         self._codec_lock = threading.Lock()
+        self._batchers: dict[ModelVersion, Batcher] = {}
 
     def load(self) -> None:
         """Load every model version now (called once at start-up, never per request)."""
@@ -49,7 +54,37 @@ class InferenceService:
         for entry in self.repository.entries():
             for mv in entry.versions.values():
                 if mv.ready:
-                    self.codec(mv)
+                    self.prepare(mv)
+
+    def prepare(self, mv: ModelVersion) -> None:
+        """Build what a loaded version needs per request (codec, batcher) once, up front."""
+        if mv.signature is not None and mv.signature.kind == "tabular":
+            self.codec(mv)
+        batcher = self._create_batcher(mv)
+        if batcher is not None:
+            self._batchers[mv] = batcher
+
+    def release(self, mv: ModelVersion) -> None:
+        """Drop what :meth:`prepare` built (after the version stops serving)."""
+        self._codecs.pop(mv, None)
+        batcher = self._batchers.pop(mv, None)
+        if batcher is not None:
+            batcher.close()
+
+    def _create_batcher(self, mv: ModelVersion) -> Batcher | None:
+        spec = mv.manifest.batching
+        size = (spec.max_batch_size if spec else None) or self.settings.max_batch_size
+        latency = spec.max_latency_ms if spec and spec.max_latency_ms is not None else None
+        if size <= 1 or mv.runtime is None:
+            return None
+        return Batcher(
+            mv.runtime.predict,
+            max_batch_size=size,
+            max_latency_ms=self.settings.max_latency_ms if latency is None else latency,
+            max_queue=self.settings.max_queue,
+            timeout=float(self.settings.timeout),
+            name=f"{mv.name}-v{mv.version}",
+        )
 
     # -- resolution -------------------------------------------------------------------------
 
@@ -84,11 +119,17 @@ class InferenceService:
     def infer(
         self, mv: ModelVersion, inputs: TensorDict, outputs: Sequence[str] | None = None
     ) -> TensorDict:
-        """Run the version's runtime: the one place every transport's inference goes through."""
+        """Run the version's runtime: the one place every transport's inference goes through.
+
+        With batching on, the call joins the version's batcher and gets back its own rows.
+        """
         assert mv.runtime is not None
+        batcher = self._batchers.get(mv)
         try:
+            if batcher is not None:
+                return batcher.submit(inputs, outputs)
             return mv.runtime.predict(inputs, outputs)
-        except InferenceError:
+        except (InferenceError, ServerBusy):
             raise
         except Exception as exc:
             # A model raising something unusual on validated input is still the model's
@@ -97,12 +138,18 @@ class InferenceService:
                 f"The model failed on this input: {type(exc).__name__}: {exc}"
             ) from exc
 
+    def incoming(self, mv: ModelVersion) -> AbstractContextManager[None]:
+        """Wrap a request's decode + :meth:`infer`, so the batcher knows company is coming."""
+        batcher = self._batchers.get(mv)
+        return batcher.incoming() if batcher is not None else nullcontext()
+
     def predict_one(self, name: str | None, version: str | None, body: bytes) -> dict[str, Any]:
         """Score one JSON object of named features (the seed's ``/predict``)."""
         mv = self.resolve(name, version)
         codec = self.codec(mv)
-        x = codec.decode_one(parse_json(body))
-        out = codec.encode_one(self.infer(mv, {TABULAR_INPUT: x}))
+        with self.incoming(mv):
+            x = codec.decode_one(parse_json(body))
+            out = codec.encode_one(self.infer(mv, {TABULAR_INPUT: x}))
         out["model"] = mv.name
         out["version"] = mv.version
         return out
@@ -111,8 +158,9 @@ class InferenceService:
         """Score ``{"instances": [...]}`` (the seed's ``/predict_batch``)."""
         mv = self.resolve(name, version)
         codec = self.codec(mv)
-        x = codec.decode_batch(parse_json(body))
-        out = codec.encode_batch(self.infer(mv, {TABULAR_INPUT: x}))
+        with self.incoming(mv):
+            x = codec.decode_batch(parse_json(body))
+            out = codec.encode_batch(self.infer(mv, {TABULAR_INPUT: x}))
         out["model"] = mv.name
         out["version"] = mv.version
         return out

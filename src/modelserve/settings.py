@@ -118,6 +118,16 @@ class ServerSettings(BaseSettings):
     timeout: int = Field(default=30, ge=1)
     """Seconds a worker may spend on one request before it is restarted."""
 
+    max_batch_size: int = Field(default=64, ge=1)
+    """Adaptive batching: most rows merged into one model call; ``1`` turns batching off."""
+
+    max_latency_ms: float = Field(default=5.0, ge=0)
+    """Longest a request waits for others to share its model call (only while others are
+    on their way in: a lone request is never held back)."""
+
+    max_queue: int = Field(default=256, ge=1)
+    """Most requests waiting per model version; more get 503 with Retry-After."""
+
     keepalive: int = Field(default=5, ge=0)
     """Seconds an idle keep-alive connection stays open."""
 
