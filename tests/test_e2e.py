@@ -17,14 +17,16 @@ from .conftest import LiveServer
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.parametrize("server_name", ["granian", "gunicorn"])
 def test_demo_repository_answers_every_route(
-    tmp_path: Path, live_server: Callable[..., LiveServer]
+    tmp_path: Path, live_server: Callable[..., LiveServer], server_name: str
 ) -> None:
     from sklearn.datasets import load_breast_cancer
 
     train_demo_models(tmp_path)
     server = live_server(
         [str(tmp_path), "--workers", "2", "--threads", "2", "--default-model", "iris"]
+        + ["--server", server_name]
     )
     url = server.url
     health = requests.get(url + "/health", timeout=5).json()

@@ -133,10 +133,11 @@ def test_server_busy_is_503_with_retry_after(app: Flask, monkeypatch: pytest.Mon
 
 
 @pytest.mark.e2e
-def test_concurrent_mixed_requests_over_gunicorn(
-    repo: Path, live_server: Callable[..., LiveServer]
+@pytest.mark.parametrize("server_name", ["granian", "gunicorn"])
+def test_concurrent_mixed_requests_over_a_real_server(
+    repo: Path, live_server: Callable[..., LiveServer], server_name: str
 ) -> None:
-    server = live_server([str(repo), "--workers", "2", "--threads", "16"])
+    server = live_server([str(repo), "--workers", "2", "--threads", "16", "--server", server_name])
     work = mixed_requests(200)
 
     def call(item: tuple[str, dict[str, Any], Callable[[dict[str, Any]], None]]) -> None:

@@ -46,10 +46,13 @@ def _serve(settings: ServerSettings, dev: bool) -> None:
         _fail("no model can be served:\n  " + "\n  ".join(problems), 2)
     click.echo(
         f"modelserve: serving {settings.model_path} on http://{settings.host}:{settings.port} "
-        f"({settings.workers} worker(s) x {settings.threads} thread(s), gunicorn)",
+        f"({settings.workers} worker(s) x {settings.threads} thread(s), {settings.server})",
         err=True,
     )
-    server.run_gunicorn(settings)
+    if settings.server == "granian":
+        server.run_granian(settings)
+    else:
+        server.run_gunicorn(settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,7 +66,7 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to bind [default: 8000].")
 @click.option("--workers", type=int, default=None, help="Worker processes [default: 1].")
-@click.option("--threads", type=int, default=None, help="Threads per worker [default: 4].")
+@click.option("--threads", type=int, default=None, help="Threads per worker [default: 32].")
 @click.option(
     "--timeout", type=int, default=None, help="Seconds per request before a worker restarts."
 )
@@ -74,6 +77,12 @@ def main() -> None:
     help="Single-file mode: a fitted transformer applied before the model.",
 )
 @click.option("--default-model", default=None, help="The model /predict serves.")
+@click.option(
+    "--server",
+    type=click.Choice(["gunicorn", "granian"]),
+    default=None,
+    help="Production WSGI server [default: granian].",
+)
 @click.option(
     "--dev", is_flag=True, help="Flask's development server with the reloader (local only)."
 )
@@ -86,11 +95,13 @@ def serve_command(
     timeout: int | None,
     preprocessor: Path | None,
     default_model: str | None,
+    server: str | None,
     dev: bool,
 ) -> None:
     """Serve PATH: a model repository folder, one model folder, or one model file.
 
-    Production mode (gunicorn) unless --dev; production needs MODELSERVE_SECRET_KEY.
+    A production server (granian or gunicorn) unless --dev; production needs
+    MODELSERVE_SECRET_KEY.
     """
     settings = _settings(
         model_path=path,
@@ -101,6 +112,7 @@ def serve_command(
         timeout=timeout,
         preprocessor=preprocessor,
         default_model=default_model,
+        server=server,
         profile="development" if dev else None,
     )
     _serve(settings, dev)

@@ -75,6 +75,47 @@ def run_gunicorn(settings: ServerSettings) -> None:
     _Application().run()
 
 
+def granian_app() -> Any:
+    """Granian's app factory: each worker rebuilds settings from the environment."""
+    from .app import create_app
+    from .settings import load_settings
+
+    try:
+        return create_app(load_settings())
+    except ModelServeError as exc:
+        sys.stderr.write(f"modelserve: {exc.message}\n")
+        sys.exit(_WORKER_BOOT_ERROR)
+
+
+def run_granian(settings: ServerSettings) -> None:
+    """Serve with granian's WSGI interface (blocks until it stops).
+
+    WSGI calls run on granian's blocking threads (``threads`` of them per worker); the HTTP
+    parsing and I/O happen in Rust, off the GIL.
+    """
+    import os
+
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from .settings import settings_env
+
+    os.environ.update(settings_env(settings))
+    Granian(
+        "modelserve.server:granian_app",
+        factory=True,
+        interface=Interfaces.WSGI,
+        websockets=False,
+        address=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        blocking_threads=settings.threads,
+        backpressure=max(settings.threads, settings.max_queue),
+        log_level=settings.log_level.lower(),  # type: ignore[arg-type]
+        log_access=settings.access_log,
+    ).serve()
+
+
 def run_development(settings: ServerSettings) -> None:
     """Flask's development server with the reloader: local use only, never production."""
     from .app import create_app

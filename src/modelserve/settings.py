@@ -107,13 +107,18 @@ class ServerSettings(BaseSettings):
     require_sha256: bool = False
     """Refuse to load an artifact whose sha256 is not pinned in its manifest."""
 
+    server: Literal["gunicorn", "granian"] = "granian"
+    """The production WSGI server: granian (HTTP in Rust, faster in BENCHMARKS.md) or
+    gunicorn (gthread workers)."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     """Server processes. Each loads its own copy of every model."""
 
-    threads: int = Field(default=4, ge=1)
-    """Threads per worker process."""
+    threads: int = Field(default=32, ge=1)
+    """Threads per worker process. Requests waiting on a shared (batched) model call hold a
+    thread each, so more threads mean larger batches under load, not more CPU."""
 
     timeout: int = Field(default=30, ge=1)
     """Seconds a worker may spend on one request before it is restarted."""
@@ -174,6 +179,23 @@ class ServerSettings(BaseSettings):
                 "'import secrets; print(secrets.token_hex(32))')`, "
                 "or run with --dev / MODELSERVE_PROFILE=development for local use."
             )
+
+
+def settings_env(settings: ServerSettings) -> dict[str, str]:
+    """The ``MODELSERVE_*`` variables that rebuild ``settings`` in another process.
+
+    Servers that start workers by importing a target (granian) hand settings over this way.
+    """
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"MODELSERVE_{name.upper()}"] = str(value)
+    return env
 
 
 def load_settings(**overrides: Any) -> ServerSettings:
