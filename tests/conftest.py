@@ -97,7 +97,7 @@ class LiveServer:
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.stop()}")

@@ -55,6 +55,26 @@ class FeatureSpec(BaseModel):
         )
 
 
+class VersionPolicy(BaseModel):
+    """A Triton-style version policy: the latest N versions, or a fixed list of versions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latest: int | None = Field(default=None, ge=1)
+    specific: list[int] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> VersionPolicy:
+        if (self.latest is None) == (self.specific is None):
+            raise ValueError("version_policy takes exactly one of latest: N or specific: [...]")
+        return self
+
+    def describe(self) -> str:
+        if self.latest is not None:
+            return f"latest {self.latest}"
+        return "specific " + ", ".join(str(v) for v in self.specific or ())
+
+
 class Manifest(BaseModel):
     """A model's manifest. Every field is optional: missing ones are inferred at load."""
 
@@ -87,6 +107,10 @@ class Manifest(BaseModel):
 
     options: dict[str, Any] = Field(default_factory=dict)
     """Runtime-specific options, passed through to the runtime."""
+
+    version_policy: Literal["all"] | VersionPolicy = "all"
+    """Which version folders to serve: ``all`` (the default), ``{latest: N}`` (the N highest
+    versions that load) or ``{specific: [1, 3]}``. Read from the model-level manifest."""
 
     @model_validator(mode="after")
     def _check(self) -> Manifest:

@@ -9,12 +9,20 @@ clear message instead of a crash loop of workers.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 from .errors import ModelServeError
 from .repository import ModelRepository
 from .settings import ServerSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flask import Flask
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +61,41 @@ def gunicorn_options(settings: ServerSettings) -> dict[str, Any]:
     return options
 
 
+def watch_repository(app: Flask, settings: ServerSettings, in_worker: bool) -> None:
+    """Start hot reload in this process: polling, SIGHUP, and (under gunicorn) telling the
+    master to fan a change made through the load/unload API out to the other workers."""
+    from .reload import Reloader
+    from .service import InferenceService
+
+    service: InferenceService = app.extensions["modelserve"]
+    reloader = Reloader(service.reload, settings.poll_interval)
+    reloader.install_sighup()
+    reloader.start()
+    app.extensions["modelserve.reloader"] = reloader
+    if in_worker:
+        master = os.getppid()
+        service.peer_notifier = lambda: os.kill(master, signal.SIGHUP)
+
+
 def run_gunicorn(settings: ServerSettings) -> None:
-    """Serve with gunicorn in this process (blocks until it stops)."""
+    """Serve with gunicorn in this process (blocks until it stops).
+
+    SIGHUP to the master does not restart the workers (gunicorn's default): it is forwarded to
+    every worker, and each rescans the model repository and hot-reloads what changed.
+    """
     from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
+
+    state_dir = tempfile.mkdtemp(prefix="modelserve-")
+    # Workers share which models were unloaded through the API, so that one worker's unload
+    # holds in all of them (and in workers started later).
+    settings = settings.model_copy(update={"state_file": Path(state_dir) / "repository.json"})
+
+    class _Arbiter(Arbiter):  # type: ignore[misc]
+        def handle_hup(self) -> None:
+            self.log.info("SIGHUP: every worker rescans the model repository")
+            for pid in list(self.WORKERS):
+                self.kill_worker(pid, signal.SIGHUP)
 
     class _Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -66,13 +106,27 @@ def run_gunicorn(settings: ServerSettings) -> None:
             from .app import create_app
 
             try:
-                return create_app(settings)
+                app = create_app(settings)
             except ModelServeError as exc:
                 # A clean line in the log, then the status that makes the master stop.
                 sys.stderr.write(f"modelserve: {exc.message}\n")
                 sys.exit(_WORKER_BOOT_ERROR)
+            watch_repository(app, settings, in_worker=True)
+            return app
 
-    _Application().run()
+        def run(self) -> None:
+            try:
+                _Arbiter(self).run()
+            except RuntimeError as exc:
+                sys.stderr.write(f"\nError: {exc}\n\n")
+                sys.exit(1)
+
+    try:
+        _Application().run()
+    finally:
+        for leftover in Path(state_dir).iterdir():
+            leftover.unlink()
+        os.rmdir(state_dir)
 
 
 def run_development(settings: ServerSettings) -> None:
@@ -80,4 +134,6 @@ def run_development(settings: ServerSettings) -> None:
     from .app import create_app
 
     app = create_app(settings)
+    if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child serves
+        watch_repository(app, settings, in_worker=False)
     app.run(host=settings.host, port=settings.port, debug=settings.debug, use_reloader=True)

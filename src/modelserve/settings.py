@@ -107,6 +107,14 @@ class ServerSettings(BaseSettings):
     require_sha256: bool = False
     """Refuse to load an artifact whose sha256 is not pinned in its manifest."""
 
+    poll_interval: float = Field(default=5.0, ge=0)
+    """Seconds between scans of the model repository for new or changed versions (hot
+    reload, in every worker); ``0`` turns polling off (SIGHUP and the load API still work)."""
+
+    state_file: Path | None = None
+    """Where the workers of one server share repository state (models unloaded through the
+    API). Set by the server for its workers; rarely set by hand."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
