@@ -229,17 +229,31 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], count: int, dat
         if not all(isinstance(v, str) for v in array.flat):
             raise InvalidInput(f"Input {name!r}: BYTES data must be strings")
         return array.reshape(shape)
+    dtype = DATATYPES[datatype]
+    if count and dtype.kind in "iu" and array.dtype.kind not in "iu":
+        # numpy falls back to float (or object) when ints mix int64 and uint64 ranges.
+        array = _exact_ints(name, datatype, data, array)
     if count and array.dtype.kind not in _JSON_KINDS[datatype]:
         raise InvalidInput(
             f"Input {name!r}: data of JSON type {_json_kind(array)} does not fit datatype "
             f"{datatype}"
         )
-    dtype = DATATYPES[datatype]
     if count and dtype.kind in "iu":
         info = np.iinfo(dtype)
         if array.min() < info.min or array.max() > info.max:
             raise InvalidInput(f"Input {name!r}: a value is out of range for {datatype}")
     return array.astype(dtype, copy=False).reshape(shape)
+
+
+def _exact_ints(name: str, datatype: str, data: Any, array: Tensor) -> Tensor:
+    """Slow path for integer data numpy could not hold in one integer dtype."""
+    values = np.array(data, dtype=object).reshape(-1)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return array  # not all integers: the kind check reports it
+    info = np.iinfo(DATATYPES[datatype])
+    if min(values) < info.min or max(values) > info.max:
+        raise InvalidInput(f"Input {name!r}: a value is out of range for {datatype}")
+    return values.astype(DATATYPES[datatype])
 
 
 def _json_kind(array: Tensor) -> str:
