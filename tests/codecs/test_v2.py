@@ -283,3 +283,32 @@ def test_tensor_models_take_inputs_by_spec() -> None:
         codec.model_inputs([_tensor("image", "UINT8", np.zeros((1, 3, 2, 3), dtype=np.uint8))])
     with pytest.raises(InvalidInput, match="Unknown output"):
         codec.check_outputs([RequestOutput("nope", False)])
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_client_request_and_response_halves_round_trip(binary: bool) -> None:
+    from modelserve.codecs.v2 import decode_response
+    from modelserve.codecs.v2 import encode_request
+
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    s = np.array(["a", "bc"], dtype=object)
+    body, length = encode_request(
+        [("x", x, binary), ("s", s, binary)],
+        [RequestOutput("x", binary)],
+        request_id="q",
+        parameters={"p": 1},
+    )
+    assert (length is not None) == binary
+    req = decode_request(body, length)
+    assert req.id == "q" and req.parameters == {"p": 1}
+    assert req.outputs == [RequestOutput("x", binary)]
+    np.testing.assert_array_equal(req.inputs[0].data, x)
+    assert [v.decode() if isinstance(v, bytes) else v for v in req.inputs[1].data] == ["a", "bc"]
+    out, out_length = encode_response(
+        "m", "3", req.id, [(t.name, t.data, binary) for t in req.inputs]
+    )
+    meta, arrays = decode_response(out, out_length)
+    assert meta["model_version"] == "3" and meta["id"] == "q"
+    np.testing.assert_array_equal(arrays["x"], x)
+    assert arrays["x"].dtype == np.float32
+    assert [v.decode() if isinstance(v, bytes) else v for v in arrays["s"]] == ["a", "bc"]

@@ -359,6 +359,77 @@ def _to_binary(datatype: str, array: Tensor) -> bytes:
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
+# -- the client side ----------------------------------------------------------------------------
+
+
+def encode_request(
+    inputs: Sequence[tuple[str, Tensor, bool]],
+    outputs: Sequence[RequestOutput] | None = None,
+    request_id: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    binary_output: bool = False,
+) -> tuple[bytes, int | None]:
+    """Build a V2 request body from ``(name, array, as_binary)`` inputs (the client's half).
+
+    :returns: the body and the JSON header's length when any input is binary, else ``None``.
+    """
+    items: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, array, binary in inputs:
+        datatype = datatype_of(array)
+        item: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype}
+        if binary:
+            blob = _to_binary(datatype, array)
+            item["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            item["data"] = _to_json(datatype, array)
+        items.append(item)
+    body: dict[str, Any] = {}
+    if request_id is not None:
+        body["id"] = request_id
+    params = dict(parameters or {})
+    if binary_output and outputs is None:
+        params["binary_data_output"] = True
+    if params:
+        body["parameters"] = params
+    body["inputs"] = items
+    if outputs is not None:
+        body["outputs"] = [
+            {"name": o.name, "parameters": {"binary_data": o.binary}} for o in outputs
+        ]
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def decode_response(
+    body: bytes, header_length: int | None = None
+) -> tuple[dict[str, Any], TensorDict]:
+    """Split a V2 response into its JSON (without the tensors) and the output arrays.
+
+    ``BYTES`` outputs come back as object arrays of ``str`` from JSON and of ``bytes`` from
+    binary data, as the protocol carries them.
+    """
+    header = body if header_length is None else body[:header_length]
+    meta = orjson.loads(header)
+    view = memoryview(body)[len(header) :]
+    offset = 0
+    arrays: TensorDict = {}
+    for out in meta.get("outputs", []):
+        name, datatype, shape = out["name"], out["datatype"], tuple(out["shape"])
+        size = (out.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            arrays[name] = _from_binary(
+                name, datatype, shape, math.prod(shape), view[offset : offset + size]
+            )
+            offset += size
+        else:
+            arrays[name] = _from_json(name, datatype, shape, math.prod(shape), out.pop("data"))
+    return meta, arrays
+
+
 # -- signatures -------------------------------------------------------------------------------
 
 
