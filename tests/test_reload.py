@@ -317,8 +317,9 @@ def test_hot_reload_under_load(root: Path, live_server: Callable[..., LiveServer
                 publish(root, "iris", int(broken), broken=True)
                 assert _wait_for(lambda: _reports_failed(server.url, broken), timeout=5)
                 version += 1
-            publish(root, "iris", version)
+            # Stamped before the folder appears, so no worker can serve it "earlier".
             published[str(version)] = time.monotonic()
+            publish(root, "iris", version)
         time.sleep(max(0.0, begin + duration - time.monotonic()))
     finally:
         stop.set()

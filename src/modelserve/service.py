@@ -279,7 +279,8 @@ class InferenceService:
         Codecs of versions that are no longer served are dropped so they can be collected.
         """
         report = self.repository.refresh(names)
-        self._prune_codecs()
+        if report.changed:
+            self._prune_codecs()
         return report
 
     def _prune_codecs(self) -> None:
