@@ -336,13 +336,20 @@ class ModelRepository:
             self._read_state()
             self._unloaded.discard(name)
             self._write_state()
-        self.refresh([name])
+        report = self.refresh([name])
         entry = self._models.get(name)
         if entry is None:
             raise ModelNotFound(name)
-        if entry.default is None:
-            reasons = "; ".join(f"v{f['version']}: {f.get('error')}" for f in entry.failures())
-            raise ModelLoadError(f"Model {name!r} has no version that loads: {reasons}")
+        default = entry.default
+        failed = {key.rpartition("/")[2] for key in report.failed}
+        if default is None or failed:
+            reasons = "; ".join(
+                f"version {f['version']}: {f.get('error')}"
+                for f in entry.failures()
+                if default is None or f["version"] in failed
+            )
+            serving = f"; version {default.version} keeps serving" if default else ""
+            raise ModelLoadError(f"Model {name!r} failed to load: {reasons}{serving}")
         return entry
 
     def unload_model(self, name: str) -> None:

@@ -105,6 +105,9 @@ def run_gunicorn(settings: ServerSettings) -> None:
         def load(self) -> Any:
             from .app import create_app
 
+            # gunicorn resets SIGHUP to "terminate" in a new worker; a SIGHUP fanned out while
+            # this worker loads its models must not kill it (it loads the latest state anyway).
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             try:
                 app = create_app(settings)
             except ModelServeError as exc:

@@ -233,3 +233,19 @@ def test_repository_index_unload_load(client: FlaskClient) -> None:
     assert client.post("/v2/repository/models/forest/load").status_code == 200
     assert client.get("/v2/models/forest/ready").status_code == 200
     assert client.post("/v2/repository/models/nope/load").status_code == 404
+
+
+def test_load_reports_a_failed_new_copy_while_the_old_one_serves(
+    client: FlaskClient, repo: Path
+) -> None:
+    (repo / "forest" / "1" / "model.joblib").write_bytes(b"not a model")
+    resp = client.post("/v2/repository/models/forest/load")
+    assert resp.status_code == 500
+    assert resp.json is not None
+    assert "sha256 mismatch" in resp.json["error"]
+    assert "version 1 keeps serving" in resp.json["error"]
+    assert client.get("/v2/models/forest/ready").status_code == 200
+    health = client.get("/health").json
+    assert health is not None
+    forest = next(m for m in health["models"] if m["name"] == "forest")
+    assert forest["failed_versions"][0]["state"] == "rejected"
