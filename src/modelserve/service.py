@@ -204,7 +204,7 @@ class InferenceService:
             with self._codec_lock:
                 codec = self._v2_codecs.get(mv)
                 if codec is None:
-                    codec = V2Codec(mv.signature)
+                    codec = V2Codec(mv.signature, self.settings.max_batch_rows)
                     self._v2_codecs[mv] = codec
         return codec
 

@@ -249,3 +249,12 @@ def test_load_reports_a_failed_new_copy_while_the_old_one_serves(
     assert health is not None
     forest = next(m for m in health["models"] if m["name"] == "forest")
     assert forest["failed_versions"][0]["state"] == "rejected"
+
+
+def test_too_many_rows_is_413(repo: Path) -> None:
+    settings = ServerSettings(profile="testing", model_path=repo, max_batch_rows=2)
+    client = create_app(settings).test_client()
+    body = {"inputs": [{"name": "input", "shape": [3, 4], "datatype": "FP64", "data": [0.0] * 12}]}
+    resp = client.post("/v2/models/iris/infer", json=body)
+    assert resp.status_code == 413
+    assert resp.json is not None and "MODELSERVE_MAX_BATCH_ROWS" in resp.json["error"]

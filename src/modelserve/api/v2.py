@@ -1,5 +1,4 @@
-"""Open Inference Protocol: /v2, /v2/health/*, /v2/models/<name>[/versions/<v>]/..., and the
-model repository extension under /v2/repository."""
+"""Open Inference Protocol: /v2, /v2/health/*, /v2/models/<name>/..., /v2/repository/*."""
 
 from __future__ import annotations
 
@@ -16,6 +15,10 @@ from ._json import json_response
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
 _HEADER_LENGTH = "Inference-Header-Content-Length"
+
+#: Endpoints that change what the server serves: the admin key must guard them once auth
+#: exists (a ``before_request`` hook can test ``request.endpoint in ADMIN_ENDPOINTS``).
+ADMIN_ENDPOINTS = frozenset({"v2.repository_load", "v2.repository_unload"})
 
 
 def _flag(ok: bool, body: dict[str, object]) -> Response:

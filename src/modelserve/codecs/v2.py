@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from ..errors import InvalidInput
+from ..errors import PayloadTooLarge
 from ..types import PREDICT_OUTPUT
 from ..types import PROBA_OUTPUT
 from ..types import TABULAR_INPUT
@@ -456,8 +457,9 @@ class V2Codec:
     (MLServer-style columns); other models take their ``tensor_inputs`` by name.
     """
 
-    def __init__(self, signature: Signature) -> None:
+    def __init__(self, signature: Signature, max_rows: int | None = None) -> None:
         self.signature = signature
+        self.max_rows = max_rows
         self.tabular = signature.kind == "tabular" and not signature.tensor_inputs
         if self.tabular:
             self.inputs, self.outputs = tabular_specs(signature)
@@ -493,7 +495,13 @@ class V2Codec:
         :raises InvalidInput: unknown or missing inputs, wrong datatypes or shapes.
         """
         if self.tabular:
-            return {TABULAR_INPUT: self._tabular(inputs)}
+            table = self._tabular(inputs)
+            if self.max_rows is not None and table.shape[0] > self.max_rows:
+                raise PayloadTooLarge(
+                    f"{table.shape[0]} rows is more than the {self.max_rows} allowed per request "
+                    "(MODELSERVE_MAX_BATCH_ROWS)"
+                )
+            return {TABULAR_INPUT: table}
         return self._tensors(inputs)
 
     # -- tabular ---------------------------------------------------------------------------
