@@ -343,3 +343,20 @@ def _reports_failed(url: str, version: str) -> bool:
     health = requests.get(url + "/health", timeout=5).json()
     failed = health["models"][0].get("failed_versions", [])
     return health["status"] == "healthy" and any(f["version"] == version for f in failed)
+
+
+def test_retired_runtimes_are_unloaded_after_the_grace_period(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelserve.runtimes.sklearn import SKLearnRuntime
+
+    unloaded = threading.Event()
+    monkeypatch.setattr(SKLearnRuntime, "unload", lambda self: unloaded.set())
+    service = InferenceService(ServerSettings(profile="testing", model_path=root, timeout=1))
+    service.load()
+    old = service.resolve("iris")
+    write_iris_manifest(root, description="changed")
+    service.reload()
+    assert service.resolve("iris") is not old
+    assert not unloaded.is_set()  # requests that hold it may still be running
+    assert unloaded.wait(5)

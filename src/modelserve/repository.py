@@ -254,6 +254,7 @@ class ModelRepository:
                         f"{name}/{v}" for v in old.versions if v not in entry.versions
                     ]
             self._models = models
+            self._retire(current, models)
         if report.changed:
             logger.info(
                 "repository rescan: loaded %s; failed %s; removed %s",
@@ -365,8 +366,28 @@ class ModelRepository:
                 raise ModelNotFound(name)
             self._unloaded.add(name)
             self._write_state()
-            self._models = {k: v for k, v in self._models.items() if k != name}
+            current = self._models
+            self._models = {k: v for k, v in current.items() if k != name}
+            self._retire(current, self._models)
         logger.info("model %s unloaded", name)
+
+    def _retire(self, before: dict[str, ModelEntry], after: dict[str, ModelEntry]) -> None:
+        """Release the runtimes no longer served, once requests that hold them are done.
+
+        A request may have resolved a version just before the swap; gunicorn stops any request
+        after ``timeout`` seconds, so after that long nobody can still be using it.
+        """
+        live = {id(mv) for entry in after.values() for mv in entry.versions.values()}
+        retired = [
+            mv
+            for entry in before.values()
+            for mv in entry.versions.values()
+            if mv.runtime is not None and id(mv) not in live
+        ]
+        if retired:
+            timer = threading.Timer(self.settings.timeout, _unload, [retired])
+            timer.daemon = True
+            timer.start()
 
     def unloaded(self) -> list[str]:
         return sorted(self._unloaded)
@@ -518,6 +539,20 @@ class ModelRepository:
             return self.settings.default_model
         names = self.names()
         return names[0] if len(names) == 1 else None
+
+
+def _unload(versions: list[ModelVersion]) -> None:
+    # The objects themselves go when the last reference does; unload() frees what a runtime
+    # holds outside Python's reach (sessions, device memory).
+    for mv in versions:
+        runtime = mv.runtime
+        if runtime is None:
+            continue
+        try:
+            runtime.unload()
+        except Exception:
+            logger.exception("unloading model %s version %s failed", mv.name, mv.version)
+        logger.debug("released model %s version %s", mv.name, mv.version)
 
 
 def _warm_up(runtime: Runtime, signature: Signature) -> None:
