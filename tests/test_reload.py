@@ -265,7 +265,7 @@ def _wait_for(check: Callable[[], bool], timeout: float = 20) -> bool:
 def test_sighup_to_the_master_reloads_every_worker(
     root: Path, live_server: Callable[..., LiveServer]
 ) -> None:
-    server = live_server([str(root), "--workers", "2"], env={"MODELSERVE_POLL_INTERVAL": "0"})
+    server = live_server([str(root), "--workers", "2", "--poll-interval", "0"])
     assert _versions_seen(server.url) == {"1"}
     publish(root, "iris", 2)
     time.sleep(0.5)

@@ -75,6 +75,12 @@ def main() -> None:
 )
 @click.option("--default-model", default=None, help="The model /predict serves.")
 @click.option(
+    "--poll-interval",
+    type=float,
+    default=None,
+    help="Seconds between model repository scans for hot reload; 0 = off [default: 5].",
+)
+@click.option(
     "--dev", is_flag=True, help="Flask's development server with the reloader (local only)."
 )
 def serve_command(
@@ -86,6 +92,7 @@ def serve_command(
     timeout: int | None,
     preprocessor: Path | None,
     default_model: str | None,
+    poll_interval: float | None,
     dev: bool,
 ) -> None:
     """Serve PATH: a model repository folder, one model folder, or one model file.
@@ -101,6 +108,7 @@ def serve_command(
         timeout=timeout,
         preprocessor=preprocessor,
         default_model=default_model,
+        poll_interval=poll_interval,
         profile="development" if dev else None,
     )
     _serve(settings, dev)
