@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -86,10 +87,12 @@ def run_gunicorn(settings: ServerSettings) -> None:
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
-    state_dir = tempfile.mkdtemp(prefix="modelserve-")
     # Workers share which models were unloaded through the API, so that one worker's unload
     # holds in all of them (and in workers started later).
-    settings = settings.model_copy(update={"state_file": Path(state_dir) / "repository.json"})
+    state_dir = None
+    if settings.state_file is None:
+        state_dir = tempfile.mkdtemp(prefix="modelserve-")
+        settings = settings.model_copy(update={"state_file": Path(state_dir) / "repository.json"})
 
     class _Arbiter(Arbiter):  # type: ignore[misc]
         def handle_hup(self) -> None:
@@ -127,9 +130,8 @@ def run_gunicorn(settings: ServerSettings) -> None:
     try:
         _Application().run()
     finally:
-        for leftover in Path(state_dir).iterdir():
-            leftover.unlink()
-        os.rmdir(state_dir)
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def run_development(settings: ServerSettings) -> None:
