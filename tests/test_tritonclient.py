@@ -140,3 +140,13 @@ def _settles(check: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(triton: httpclient.InferenceServerClient, algorithm: str) -> None:
+    trained = models.iris()
+    x = trained.x[:10]
+    inp = httpclient.InferInput("input", list(x.shape), "FP64")
+    inp.set_data_from_numpy(x)
+    result = triton.infer("iris", [inp], request_compression_algorithm=algorithm)
+    np.testing.assert_array_equal(result.as_numpy("predict"), trained.expected(x)[0])

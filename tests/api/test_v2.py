@@ -258,3 +258,17 @@ def test_too_many_rows_is_413(repo: Path) -> None:
     resp = client.post("/v2/models/iris/infer", json=body)
     assert resp.status_code == 413
     assert resp.json is not None and "MODELSERVE_MAX_BATCH_ROWS" in resp.json["error"]
+
+
+def test_compressed_body_limits(repo: Path) -> None:
+    import gzip
+
+    settings = ServerSettings(profile="testing", model_path=repo, max_content_length=1000)
+    client = create_app(settings).test_client()
+    big = gzip.compress(b" " * 5000)
+    resp = client.post("/v2/models/iris/infer", data=big, headers={"Content-Encoding": "gzip"})
+    assert resp.status_code == 413
+    resp = client.post("/v2/models/iris/infer", data=b"xx", headers={"Content-Encoding": "gzip"})
+    assert resp.status_code == 400
+    resp = client.post("/v2/models/iris/infer", data=b"xx", headers={"Content-Encoding": "br"})
+    assert resp.status_code == 415

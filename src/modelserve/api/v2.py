@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import zlib
+
 from flask import Blueprint
 from flask import Response
+from flask import current_app
 from flask import request
 
 from .. import __version__
 from ..codecs.v2 import EXTENSIONS
 from ..errors import InvalidInput
+from ..errors import PayloadTooLarge
+from ..errors import UnsupportedMediaType
 from ._json import get_service
 from ._json import json_response
 
@@ -66,14 +71,34 @@ def infer(name: str, version: str | None = None) -> Response:
             header_length = int(raw_length)
         except ValueError:
             raise InvalidInput(f"{_HEADER_LENGTH} must be an integer") from None
-    body, json_length = get_service().v2_infer(
-        name, version, request.get_data(cache=False), header_length
-    )
+    body, json_length = get_service().v2_infer(name, version, _body(), header_length)
     if json_length is None:
         return Response(body, mimetype="application/json")
     response = Response(body, mimetype="application/octet-stream")
     response.headers[_HEADER_LENGTH] = str(json_length)
     return response
+
+
+def _body() -> bytes:
+    """The request body, inflated when the client compressed it (tritonclient's
+    ``request_compression_algorithm``); the inflated size is capped like a plain body."""
+    raw = request.get_data(cache=False)
+    encoding = request.headers.get("Content-Encoding", "identity").lower()
+    if encoding == "identity":
+        return raw
+    if encoding not in ("gzip", "deflate"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported (gzip, deflate)")
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"The {encoding} body is corrupt: {exc}") from None
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(
+            "The inflated request body is larger than the limit (MODELSERVE_MAX_CONTENT_LENGTH)"
+        )
+    return body
 
 
 @bp.post("/repository/index")
