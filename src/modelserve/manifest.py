@@ -69,11 +69,6 @@ class VersionPolicy(BaseModel):
             raise ValueError("version_policy takes exactly one of latest: N or specific: [...]")
         return self
 
-    def describe(self) -> str:
-        if self.latest is not None:
-            return f"latest {self.latest}"
-        return "specific " + ", ".join(str(v) for v in self.specific or ())
-
 
 class Manifest(BaseModel):
     """A model's manifest. Every field is optional: missing ones are inferred at load."""
