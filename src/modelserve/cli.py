@@ -84,6 +84,12 @@ def main() -> None:
     help="Production WSGI server [default: granian].",
 )
 @click.option(
+    "--poll-interval",
+    type=float,
+    default=None,
+    help="Seconds between model repository scans for hot reload; 0 = off [default: 5].",
+)
+@click.option(
     "--dev", is_flag=True, help="Flask's development server with the reloader (local only)."
 )
 def serve_command(
@@ -96,6 +102,7 @@ def serve_command(
     preprocessor: Path | None,
     default_model: str | None,
     server: str | None,
+    poll_interval: float | None,
     dev: bool,
 ) -> None:
     """Serve PATH: a model repository folder, one model folder, or one model file.
@@ -113,6 +120,7 @@ def serve_command(
         preprocessor=preprocessor,
         default_model=default_model,
         server=server,
+        poll_interval=poll_interval,
         profile="development" if dev else None,
     )
     _serve(settings, dev)

@@ -65,6 +65,21 @@ class BatchingSpec(BaseModel):
     max_latency_ms: float | None = Field(default=None, ge=0)
 
 
+class VersionPolicy(BaseModel):
+    """A Triton-style version policy: the latest N versions, or a fixed list of versions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latest: int | None = Field(default=None, ge=1)
+    specific: list[int] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> VersionPolicy:
+        if (self.latest is None) == (self.specific is None):
+            raise ValueError("version_policy takes exactly one of latest: N or specific: [...]")
+        return self
+
+
 class Manifest(BaseModel):
     """A model's manifest. Every field is optional: missing ones are inferred at load."""
 
@@ -100,6 +115,10 @@ class Manifest(BaseModel):
 
     options: dict[str, Any] = Field(default_factory=dict)
     """Runtime-specific options, passed through to the runtime."""
+
+    version_policy: Literal["all"] | VersionPolicy = "all"
+    """Which version folders to serve: ``all`` (the default), ``{latest: N}`` (the N highest
+    versions that load) or ``{specific: [1, 3]}``. Read from the model-level manifest."""
 
     @field_validator("sha256")
     @classmethod

@@ -14,13 +14,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
+from collections.abc import Collection
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 from typing import Literal
+
+import numpy as np
+import orjson
 
 from .errors import IntegrityError
 from .errors import ModelLoadError
@@ -29,6 +34,7 @@ from .errors import ModelNotReady
 from .errors import ModelServeError
 from .manifest import MANIFEST_NAME
 from .manifest import Manifest
+from .manifest import VersionPolicy
 from .manifest import load_version_manifest
 from .runtimes.base import ArtifactSet
 from .runtimes.base import Runtime
@@ -36,6 +42,7 @@ from .runtimes.registry import get_runtime_class
 from .runtimes.registry import known_extensions
 from .runtimes.registry import runtime_for_file
 from .settings import ServerSettings
+from .types import TABULAR_INPUT
 from .types import Signature
 
 logger = logging.getLogger(__name__)
@@ -73,6 +80,9 @@ class ModelVersion:
     artifacts: ArtifactSet | None = None
     hashes: dict[str, str] = field(default_factory=dict)
     loaded_at: float | None = None
+    fingerprint: tuple[Any, ...] = ()
+    """Names, sizes and mtimes of the version's files when it was loaded: a rescan that sees
+    the same fingerprint keeps this object instead of loading the version again."""
 
     @property
     def ready(self) -> bool:
@@ -92,6 +102,16 @@ class ModelEntry:
     name: str
     path: Path
     versions: dict[str, ModelVersion]
+    rejected: dict[str, ModelVersion] = field(default_factory=dict)
+    """New copies of served versions that failed to load; the served copy stays in
+    :attr:`versions` and keeps serving."""
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Every version that is not serving because it failed, and every rejected reload."""
+        out = [v.status() for v in self.versions.values() if not v.ready]
+        for v in self.rejected.values():
+            out.append({**v.status(), "state": "rejected", "serving": "previous copy"})
+        return out
 
     @property
     def default(self) -> ModelVersion | None:
@@ -115,6 +135,22 @@ class _Source:
     single_file: Path | None = None
 
 
+@dataclass
+class ReloadReport:
+    """What one repository scan changed: ``name/version`` strings in each list."""
+
+    loaded: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.loaded or self.failed or self.removed)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"loaded": self.loaded, "failed": self.failed, "removed": self.removed}
+
+
 class ModelRepository:
     """Discover, verify and load models; look them up by name and version.
 
@@ -128,7 +164,12 @@ class ModelRepository:
             )
         self.settings = settings
         self.root = Path(settings.model_path)
+        # Readers never lock: they read this reference once, and a reload builds a new dict
+        # (with new entries) and rebinds it, which is atomic.
         self._models: dict[str, ModelEntry] = {}
+        # Serialises reloads (polling thread, SIGHUP, load/unload API); requests never take it.
+        self._reload_lock = threading.Lock()
+        self._unloaded: set[str] = set()
 
     # -- discovery --------------------------------------------------------------------------
 
@@ -163,16 +204,211 @@ class ModelRepository:
     # -- loading ----------------------------------------------------------------------------
 
     def load_all(self) -> None:
-        """Load every version found; failures are recorded on the version, not raised.
+        """Load every version the version policies select; failures are recorded on the
+        version, not raised.
 
         :raises ModelLoadError: when nothing at all was found.
         """
-        models: dict[str, ModelEntry] = {}
-        for source in self._sources():
-            mv = self.load_version(source)
-            entry = models.setdefault(source.name, ModelEntry(source.name, source.model_dir, {}))
-            entry.versions[mv.version] = mv
-        self._models = models
+        self.refresh()
+
+    def refresh(self, names: Collection[str] | None = None) -> ReloadReport:
+        """Rescan the repository and load what is new or changed, beside what is serving.
+
+        Versions whose files did not change are kept as they are. A changed or new version is
+        loaded and warmed first; only then is the new model table swapped in, in one
+        assignment, so a request sees either the old table or the new one, and a request that
+        already holds a version finishes on it. A copy that fails to load never replaces a
+        ready copy of the same version.
+
+        :param names: rescan only these models (the load API); ``None`` rescans everything.
+        :raises ModelLoadError: when the path is gone or holds no model at all.
+        """
+        with self._reload_lock:
+            self._read_state()
+            current = self._models
+            grouped: dict[str, list[_Source]] = {}
+            for source in self._sources():
+                grouped.setdefault(source.name, []).append(source)
+            report = ReloadReport()
+            models: dict[str, ModelEntry] = {}
+            for name, sources in grouped.items():
+                old = current.get(name)
+                if name in self._unloaded:
+                    continue
+                if names is not None and name not in names:
+                    if old is not None:
+                        models[name] = old
+                    continue
+                models[name] = self._refresh_entry(name, sources, old, report)
+            for name, old in current.items():
+                if name in models:
+                    continue
+                if names is not None and name not in names and name not in self._unloaded:
+                    models[name] = old
+                else:
+                    report.removed += [f"{name}/{v}" for v in old.versions]
+            for name, entry in models.items():
+                old = current.get(name)
+                if old is not None:
+                    report.removed += [
+                        f"{name}/{v}" for v in old.versions if v not in entry.versions
+                    ]
+            self._models = models
+            self._retire(current, models)
+        if report.changed:
+            logger.info(
+                "repository rescan: loaded %s; failed %s; removed %s",
+                ", ".join(report.loaded) or "-",
+                ", ".join(report.failed) or "-",
+                ", ".join(report.removed) or "-",
+            )
+        return report
+
+    def _refresh_entry(
+        self, name: str, sources: list[_Source], old: ModelEntry | None, report: ReloadReport
+    ) -> ModelEntry:
+        policy = self._policy(sources[0])
+        candidates = sorted(sources, key=lambda s: int(s.version), reverse=True)
+        latest: int | None = None
+        if isinstance(policy, VersionPolicy):
+            if policy.specific is not None:
+                wanted = set(policy.specific)
+                candidates = [s for s in candidates if int(s.version) in wanted]
+            latest = policy.latest
+        versions: dict[str, ModelVersion] = {}
+        rejected: dict[str, ModelVersion] = {}
+        ready = 0
+        for source in candidates:
+            if latest is not None and ready >= latest:
+                break
+            fingerprint = _fingerprint(source, self.settings.preprocessor)
+            prev = old.versions.get(source.version) if old else None
+            prev_rejected = old.rejected.get(source.version) if old else None
+            if prev is not None and prev.fingerprint == fingerprint:
+                mv = prev
+            elif (
+                prev is not None
+                and prev_rejected is not None
+                and prev_rejected.fingerprint == fingerprint
+            ):
+                # Already tried these exact files and they failed: keep serving, do not retry.
+                mv = prev
+                rejected[source.version] = prev_rejected
+            else:
+                mv = self.load_version(source)
+                mv.fingerprint = fingerprint
+                key = f"{name}/{source.version}"
+                if mv.ready:
+                    report.loaded.append(key)
+                else:
+                    report.failed.append(key)
+                    if prev is not None and prev.ready:
+                        logger.error(
+                            "model %s version %s changed on disk but the new copy failed to "
+                            "load; the previous copy keeps serving",
+                            name,
+                            source.version,
+                        )
+                        rejected[source.version] = mv
+                        mv = prev
+            versions[source.version] = mv
+            if mv.ready:
+                ready += 1
+        return ModelEntry(name, sources[0].model_dir, versions, rejected)
+
+    def _policy(self, source: _Source) -> Literal["all"] | VersionPolicy:
+        if source.single_file is not None:
+            return "all"
+        try:
+            return load_version_manifest(source.model_dir, None).version_policy
+        except ModelServeError:
+            # Every version will fail on the same manifest error and report it.
+            return "all"
+
+    # -- load / unload API ------------------------------------------------------------------
+
+    def load_model(self, name: str) -> ModelEntry:
+        """Load (or reload) one model by name, undoing an earlier :meth:`unload_model`.
+
+        :raises ModelNotFound: when no such model is on disk.
+        :raises ModelLoadError: when none of its versions loads.
+        """
+        with self._reload_lock:
+            self._read_state()
+            self._unloaded.discard(name)
+            self._write_state()
+        report = self.refresh([name])
+        entry = self._models.get(name)
+        if entry is None:
+            raise ModelNotFound(name)
+        default = entry.default
+        failed = {key.rpartition("/")[2] for key in report.failed}
+        if default is None or failed:
+            reasons = "; ".join(
+                f"version {f['version']}: {f.get('error')}"
+                for f in entry.failures()
+                if default is None or f["version"] in failed
+            )
+            serving = f"; version {default.version} keeps serving" if default else ""
+            raise ModelLoadError(f"Model {name!r} failed to load: {reasons}{serving}")
+        return entry
+
+    def unload_model(self, name: str) -> None:
+        """Stop serving a model until :meth:`load_model` is called for it.
+
+        Requests already running on it finish; later ones get :class:`ModelNotFound`.
+
+        :raises ModelNotFound: when the model is not being served.
+        """
+        with self._reload_lock:
+            self._read_state()
+            if name not in self._models:
+                raise ModelNotFound(name)
+            self._unloaded.add(name)
+            self._write_state()
+            current = self._models
+            self._models = {k: v for k, v in current.items() if k != name}
+            self._retire(current, self._models)
+        logger.info("model %s unloaded", name)
+
+    def _retire(self, before: dict[str, ModelEntry], after: dict[str, ModelEntry]) -> None:
+        """Release the runtimes no longer served, once requests that hold them are done.
+
+        A request may have resolved a version just before the swap; gunicorn stops any request
+        after ``timeout`` seconds, so after that long nobody can still be using it.
+        """
+        live = {id(mv) for entry in after.values() for mv in entry.versions.values()}
+        retired = [
+            mv
+            for entry in before.values()
+            for mv in entry.versions.values()
+            if mv.runtime is not None and id(mv) not in live
+        ]
+        if retired:
+            timer = threading.Timer(self.settings.timeout, _unload, [retired])
+            timer.daemon = True
+            timer.start()
+
+    def unloaded(self) -> list[str]:
+        return sorted(self._unloaded)
+
+    def _read_state(self) -> None:
+        """Pick up models other workers unloaded (``state_file`` is shared by one server)."""
+        path = self.settings.state_file
+        if path is None or not path.is_file():
+            return
+        try:
+            self._unloaded = set(orjson.loads(path.read_bytes()).get("unloaded", []))
+        except (OSError, orjson.JSONDecodeError, AttributeError) as exc:
+            logger.warning("cannot read repository state %s: %s", path, exc)
+
+    def _write_state(self) -> None:
+        path = self.settings.state_file
+        if path is None:
+            return
+        tmp = path.with_name(path.name + f".{threading.get_ident()}.tmp")
+        tmp.write_bytes(orjson.dumps({"unloaded": sorted(self._unloaded)}))
+        tmp.replace(path)
 
     def check(self) -> list[ModelVersion]:
         """Find every version and verify manifests and hashes, without loading any model.
@@ -223,6 +459,7 @@ class ModelRepository:
             runtime = get_runtime_class(runtime_name)(mv.artifacts)
             runtime.load()
             mv.signature = runtime.signature()
+            _warm_up(runtime, mv.signature)
             mv.runtime = runtime
             mv.state = "ready"
             mv.loaded_at = time.time()
@@ -302,6 +539,64 @@ class ModelRepository:
             return self.settings.default_model
         names = self.names()
         return names[0] if len(names) == 1 else None
+
+
+def _unload(versions: list[ModelVersion]) -> None:
+    # The objects themselves go when the last reference does; unload() frees what a runtime
+    # holds outside Python's reach (sessions, device memory).
+    for mv in versions:
+        runtime = mv.runtime
+        if runtime is None:
+            continue
+        try:
+            runtime.unload()
+        except Exception:
+            logger.exception("unloading model %s version %s failed", mv.name, mv.version)
+        logger.debug("released model %s version %s", mv.name, mv.version)
+
+
+def _warm_up(runtime: Runtime, signature: Signature) -> None:
+    """Score one in-range row before the version serves, so the first request does not pay
+    for lazy initialisation, and a model that cannot score at all never goes live.
+
+    :raises ModelLoadError: when the model fails on it.
+    """
+    if signature.kind != "tabular" or signature.tensor_inputs or not signature.numeric:
+        return
+    row = []
+    for f in signature.features:
+        lo, hi = f.minimum, f.maximum
+        if lo is not None and hi is not None:
+            row.append((lo + hi) / 2)
+        else:
+            row.append(lo if lo is not None else min(hi, 0.0) if hi is not None else 0.0)
+    try:
+        runtime.predict({TABULAR_INPUT: np.array([row], dtype=np.float64)})
+    except Exception as exc:
+        raise ModelLoadError(
+            f"The model failed its warm-up prediction: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _fingerprint(source: _Source, preprocessor: Path | None) -> tuple[Any, ...]:
+    """Cheap identity of a version's files on disk: (name, size, mtime) of each."""
+    if source.single_file is not None:
+        paths = [source.single_file] + ([preprocessor] if preprocessor else [])
+    else:
+        folder = source.version_dir or source.model_dir
+        paths = [source.model_dir / MANIFEST_NAME]
+        try:
+            paths += sorted(p for p in folder.iterdir() if not p.is_dir())
+        except OSError:  # removed while we scan: the next scan sees the final state
+            pass
+    out = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def _safe_name(stem: str) -> str:

@@ -9,12 +9,22 @@ clear message instead of a crash loop of workers.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import signal
 import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 from .errors import ModelServeError
 from .repository import ModelRepository
 from .settings import ServerSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flask import Flask
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +63,39 @@ def gunicorn_options(settings: ServerSettings) -> dict[str, Any]:
     return options
 
 
+def watch_repository(app: Flask, settings: ServerSettings, in_worker: bool) -> None:
+    """Start hot reload in this process: polling, SIGHUP, and (under gunicorn) telling the
+    master to fan a change made through the load/unload API out to the other workers."""
+    from .reload import Reloader
+    from .service import InferenceService
+
+    service: InferenceService = app.extensions["modelserve"]
+    reloader = Reloader(service.reload, settings.poll_interval)
+    if threading.current_thread() is threading.main_thread():
+        reloader.install_sighup()  # only the main thread may install signal handlers
+    reloader.start()
+    app.extensions["modelserve.reloader"] = reloader
+    if in_worker:
+        master = os.getppid()
+        service.peer_notifier = lambda: os.kill(master, signal.SIGHUP)
+
+
 def run_gunicorn(settings: ServerSettings) -> None:
-    """Serve with gunicorn in this process (blocks until it stops)."""
+    """Serve with gunicorn in this process (blocks until it stops).
+
+    SIGHUP to the master does not restart the workers (gunicorn's default): it is forwarded to
+    every worker, and each rescans the model repository and hot-reloads what changed.
+    """
     from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
+
+    settings, state_dir = _with_state_file(settings)
+
+    class _Arbiter(Arbiter):  # type: ignore[misc]
+        def handle_hup(self) -> None:
+            self.log.info("SIGHUP: every worker rescans the model repository")
+            for pid in list(self.WORKERS):
+                self.kill_worker(pid, signal.SIGHUP)
 
     class _Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -65,26 +105,61 @@ def run_gunicorn(settings: ServerSettings) -> None:
         def load(self) -> Any:
             from .app import create_app
 
+            # gunicorn resets SIGHUP to "terminate" in a new worker; a SIGHUP fanned out while
+            # this worker loads its models must not kill it (it loads the latest state anyway).
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             try:
-                return create_app(settings)
+                app = create_app(settings)
             except ModelServeError as exc:
                 # A clean line in the log, then the status that makes the master stop.
                 sys.stderr.write(f"modelserve: {exc.message}\n")
                 sys.exit(_WORKER_BOOT_ERROR)
+            watch_repository(app, settings, in_worker=True)
+            return app
 
-    _Application().run()
+        def run(self) -> None:
+            try:
+                _Arbiter(self).run()
+            except RuntimeError as exc:
+                sys.stderr.write(f"\nError: {exc}\n\n")
+                sys.exit(1)
+
+    try:
+        _Application().run()
+    finally:
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _with_state_file(settings: ServerSettings) -> tuple[ServerSettings, str | None]:
+    """Give the workers of one server a shared state file (models unloaded through the API),
+    so one worker's unload holds in all of them and in workers started later."""
+    if settings.state_file is not None:
+        return settings, None
+    state_dir = tempfile.mkdtemp(prefix="modelserve-")
+    return settings.model_copy(
+        update={"state_file": Path(state_dir) / "repository.json"}
+    ), state_dir
 
 
 def granian_app() -> Any:
-    """Granian's app factory: each worker rebuilds settings from the environment."""
+    """Granian's app factory: each worker rebuilds settings from the environment.
+
+    Hot reload runs in every worker by polling; a load/unload through the API reaches the
+    other workers at their next poll (through the shared state file). SIGHUP to granian's
+    main process is granian's own: it restarts the workers, which load the latest state.
+    """
     from .app import create_app
     from .settings import load_settings
 
+    settings = load_settings()
     try:
-        return create_app(load_settings())
+        app = create_app(settings)
     except ModelServeError as exc:
         sys.stderr.write(f"modelserve: {exc.message}\n")
         sys.exit(_WORKER_BOOT_ERROR)
+    watch_repository(app, settings, in_worker=False)
+    return app
 
 
 def run_granian(settings: ServerSettings) -> None:
@@ -93,15 +168,15 @@ def run_granian(settings: ServerSettings) -> None:
     WSGI calls run on granian's blocking threads (``threads`` of them per worker); the HTTP
     parsing and I/O happen in Rust, off the GIL.
     """
-    import os
 
     from granian import Granian
     from granian.constants import Interfaces
 
     from .settings import settings_env
 
+    settings, state_dir = _with_state_file(settings)
     os.environ.update(settings_env(settings))
-    Granian(
+    server = Granian(
         "modelserve.server:granian_app",
         factory=True,
         interface=Interfaces.WSGI,
@@ -113,7 +188,12 @@ def run_granian(settings: ServerSettings) -> None:
         backpressure=max(settings.threads, settings.max_queue),
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
         log_access=settings.access_log,
-    ).serve()
+    )
+    try:
+        server.serve()
+    finally:
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def run_development(settings: ServerSettings) -> None:
@@ -121,4 +201,6 @@ def run_development(settings: ServerSettings) -> None:
     from .app import create_app
 
     app = create_app(settings)
+    if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child serves
+        watch_repository(app, settings, in_worker=False)
     app.run(host=settings.host, port=settings.port, debug=settings.debug, use_reloader=True)

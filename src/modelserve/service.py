@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from collections.abc import Collection
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from contextlib import nullcontext
@@ -21,11 +23,15 @@ from .codecs.schema import array_schema
 from .codecs.schema import object_schema
 from .codecs.seed import SeedCodec
 from .codecs.seed import parse_json
+from .codecs.v2 import V2Codec
+from .codecs.v2 import decode_request
+from .codecs.v2 import encode_response
 from .errors import InferenceError
 from .errors import ModelNotFound
 from .errors import ServerBusy
 from .repository import ModelRepository
 from .repository import ModelVersion
+from .repository import ReloadReport
 from .settings import ServerSettings
 from .types import TABULAR_INPUT
 from .types import Feature
@@ -47,29 +53,51 @@ class InferenceService:
         self._codecs: dict[ModelVersion, SeedCodec] = {}
         self._codec_lock = threading.Lock()
         self._batchers: dict[ModelVersion, Batcher] = {}
+        self._v2_codecs: dict[ModelVersion, V2Codec] = {}
 
     def load(self) -> None:
         """Load every model version now (called once at start-up, never per request)."""
         self.repository.load_all()
-        for entry in self.repository.entries():
-            for mv in entry.versions.values():
-                if mv.ready:
-                    self.prepare(mv)
+        self._sync()
 
     def prepare(self, mv: ModelVersion) -> None:
-        """Build what a loaded version needs per request (codec, batcher) once, up front."""
+        """Build what a loaded version needs per request (codecs, batcher) once, up front.
+
+        Idempotent: a version already prepared is left as it is.
+        """
         if mv.signature is not None and mv.signature.kind == "tabular":
             self.codec(mv)
-        batcher = self._create_batcher(mv)
-        if batcher is not None:
-            self._batchers[mv] = batcher
+        self.v2_codec(mv)
+        with self._codec_lock:
+            if mv not in self._batchers:
+                batcher = self._create_batcher(mv)
+                if batcher is not None:
+                    self._batchers[mv] = batcher
 
     def release(self, mv: ModelVersion) -> None:
-        """Drop what :meth:`prepare` built (after the version stops serving)."""
-        self._codecs.pop(mv, None)
-        batcher = self._batchers.pop(mv, None)
+        """Drop what :meth:`prepare` built, once the version no longer serves.
+
+        A request that resolved the version before the swap still finishes on it: without a
+        batcher, :meth:`infer` calls the runtime directly.
+        """
+        with self._codec_lock:
+            self._codecs.pop(mv, None)
+            self._v2_codecs.pop(mv, None)
+            batcher = self._batchers.pop(mv, None)
         if batcher is not None:
             batcher.close()
+
+    def _sync(self) -> None:
+        """Prepare every version that serves and release every one that stopped serving."""
+        live = {
+            mv for entry in self.repository.entries() for mv in entry.versions.values() if mv.ready
+        }
+        with self._codec_lock:
+            known = set(self._codecs) | set(self._v2_codecs) | set(self._batchers)
+        for mv in known - live:
+            self.release(mv)
+        for mv in live:
+            self.prepare(mv)
 
     def _create_batcher(self, mv: ModelVersion) -> Batcher | None:
         spec = mv.manifest.batching
@@ -179,7 +207,7 @@ class InferenceService:
                 "version": default.version if default else None,
                 "loaded": default is not None,
             }
-            failed = [v.status() for v in entry.versions.values() if not v.ready]
+            failed = entry.failures()
             if failed:
                 item["failed_versions"] = failed
             models.append(item)
@@ -230,6 +258,138 @@ class InferenceService:
             "input_schema_array": array_schema(sig),
             "example": sample_instance(sig),
         }
+
+    # -- open inference protocol ------------------------------------------------------------
+
+    #: Called after this process changed the repository through the load/unload API, so that
+    #: sibling worker processes rescan too. The server sets it; in-process it stays ``None``.
+    peer_notifier: Callable[[], None] | None = None
+
+    def v2_codec(self, mv: ModelVersion) -> V2Codec:
+        """The version's V2 codec (tensor specs, input mapping), built once."""
+        codec = self._v2_codecs.get(mv)
+        if codec is None:
+            assert mv.signature is not None
+            with self._codec_lock:
+                codec = self._v2_codecs.get(mv)
+                if codec is None:
+                    codec = V2Codec(mv.signature, self.settings.max_batch_rows)
+                    self._v2_codecs[mv] = codec
+        return codec
+
+    def v2_ready(self) -> bool:
+        """Server readiness: every model has a loaded version."""
+        return self.health()[1]
+
+    def v2_model_ready(self, name: str, version: str | None = None) -> bool:
+        """Whether the model (version) can serve now.
+
+        :raises ModelNotFound: for an unknown name or version.
+        """
+        entry = self.repository.find_entry(name)
+        if entry is None:
+            raise ModelNotFound(name)
+        if version is None:
+            return entry.default is not None
+        mv = entry.versions.get(version)
+        if mv is None:
+            raise ModelNotFound(name, version)
+        return mv.ready
+
+    def v2_model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """V2 model metadata: name, ready versions, platform, input and output tensor specs."""
+        mv = self.resolve(name, version)
+        entry = self.repository.find_entry(mv.name)
+        assert mv.runtime is not None and entry is not None
+        inputs, outputs = self.v2_codec(mv).metadata()
+        return {
+            "name": mv.name,
+            "versions": [
+                v.version
+                for v in sorted(entry.versions.values(), key=lambda v: int(v.version))
+                if v.ready
+            ],
+            "platform": mv.runtime.name,
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+
+    def v2_infer(
+        self, name: str, version: str | None, body: bytes, header_length: int | None = None
+    ) -> tuple[bytes, int | None]:
+        """Run a V2 inference request (JSON, or JSON header + binary tensors).
+
+        The version is resolved once, so the request finishes on it even if a reload swaps
+        in a newer one meanwhile.
+
+        :returns: the response body and the length of its JSON header when it carries binary
+            outputs (``Inference-Header-Content-Length``), else ``None``.
+        """
+        mv = self.resolve(name, version)
+        codec = self.v2_codec(mv)
+        request = decode_request(body, header_length)
+        wanted = codec.check_outputs(request.outputs)
+        result = self.infer(mv, codec.model_inputs(request.inputs), wanted)
+        binary = (
+            {o.name: o.binary for o in request.outputs}
+            if request.outputs is not None
+            else dict.fromkeys(wanted, request.binary_output)
+        )
+        missing = [n for n in wanted if n not in result]
+        if missing:
+            raise InferenceError(f"The model did not produce output(s) {', '.join(missing)}")
+        return encode_response(
+            mv.name, mv.version, request.id, [(n, result[n], binary[n]) for n in wanted]
+        )
+
+    def reload(self, names: Collection[str] | None = None) -> ReloadReport:
+        """Rescan the repository (hot reload) and prepare codecs for what was loaded.
+
+        Codecs of versions that are no longer served are dropped so they can be collected.
+        """
+        report = self.repository.refresh(names)
+        if report.changed:
+            self._sync()
+        return report
+
+    def v2_repository_index(self) -> list[dict[str, Any]]:
+        """Every model version on disk that the server knows, with its state."""
+        out: list[dict[str, Any]] = []
+        for entry in sorted(self.repository.entries(), key=lambda e: e.name):
+            for mv in sorted(entry.versions.values(), key=lambda v: int(v.version)):
+                item: dict[str, Any] = {
+                    "name": entry.name,
+                    "version": mv.version,
+                    "state": "READY" if mv.ready else "UNAVAILABLE",
+                }
+                if mv.error:
+                    item["reason"] = mv.error
+                out.append(item)
+        for name in self.repository.unloaded():
+            out.append({"name": name, "state": "UNAVAILABLE", "reason": "unloaded"})
+        return out
+
+    def v2_load(self, name: str) -> None:
+        """Load or reload one model now, here and (through the server) in every worker.
+
+        :raises ModelNotFound: no such model on disk.
+        :raises ModelLoadError: none of its versions loads.
+        """
+        try:
+            self.repository.load_model(name)
+        finally:
+            self._sync()
+            self._notify_peers()
+
+    def v2_unload(self, name: str) -> None:
+        """Stop serving one model, here and in every worker, until it is loaded again."""
+        self.repository.unload_model(name)
+        self._sync()
+        self._notify_peers()
+
+    def _notify_peers(self) -> None:
+        if self.peer_notifier is not None:
+            self.peer_notifier()
 
 
 def sample_instance(signature: Signature) -> dict[str, Any]:

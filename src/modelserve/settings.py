@@ -110,6 +110,13 @@ class ServerSettings(BaseSettings):
     server: Literal["gunicorn", "granian"] = "granian"
     """The production WSGI server: granian (HTTP in Rust, faster in BENCHMARKS.md) or
     gunicorn (gthread workers)."""
+    poll_interval: float = Field(default=5.0, ge=0)
+    """Seconds between scans of the model repository for new or changed versions (hot
+    reload, in every worker); ``0`` turns polling off (SIGHUP and the load API still work)."""
+
+    state_file: Path | None = None
+    """Where the workers of one server share repository state (models unloaded through the
+    API). Set by the server for its workers; rarely set by hand."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

@@ -7,6 +7,7 @@ from flask import Flask
 from . import errors
 from . import ops
 from . import predict
+from . import v2
 
 
 def init_app(app: Flask) -> None:
@@ -18,3 +19,4 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(predict.bp)
+    app.register_blueprint(v2.bp)

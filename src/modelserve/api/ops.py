@@ -28,6 +28,7 @@ def index() -> Response:
                 "predict": "/predict",
                 "predict_batch": "/predict_batch",
                 "per_model": "/models/<name>[/versions/<version>]/{predict,predict_batch}",
+                "v2": "/v2 (Open Inference Protocol: /v2/models/<name>[/versions/<v>]/infer)",
             },
         }
     )

@@ -108,7 +108,8 @@ class Batcher:
             if getattr(self._local, "announced", False):
                 self._local.announced = False
                 self._announced -= 1
-            if call.rows >= self.max_batch_size:
+            if call.rows >= self.max_batch_size or self._closed:
+                # Too big to share, or this version was just retired: answer on this thread.
                 run_alone = True
             else:
                 run_alone = False

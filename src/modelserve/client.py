@@ -1,0 +1,245 @@
+"""A small synchronous Python client for modelserve: the seed routes and the V2 protocol.
+
+Example::
+
+    from modelserve.client import ModelServeClient
+
+    with ModelServeClient("http://127.0.0.1:8000") as client:
+        client.predict({"sepal_length": 5.1, "sepal_width": 3.5,
+                        "petal_length": 1.4, "petal_width": 0.2})
+        result = client.infer("iris", {"input": x})       # x: a [rows, 4] numpy array
+        result.outputs["predict_proba"]
+
+It needs ``requests`` (``pip install 'modelserve[client]'``) and imports nothing of the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import requests
+
+from .codecs.v2 import RequestOutput
+from .codecs.v2 import decode_response
+from .codecs.v2 import encode_request
+from .types import Tensor
+from .types import TensorDict
+
+_HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+class ClientError(Exception):
+    """The server answered with an error status.
+
+    :param status: the HTTP status code.
+    :param message: the server's ``error`` message.
+    :param type: the server's error type (``InvalidInput``, ``ModelNotFound``...), if given.
+    """
+
+    def __init__(self, status: int, message: str, type: str | None = None) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+        self.type = type
+
+    def __repr__(self) -> str:
+        return f"ClientError(status={self.status}, message={self.message!r}, type={self.type!r})"
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """A V2 inference answer, with its outputs as numpy arrays."""
+
+    model_name: str
+    model_version: str
+    id: str | None
+    parameters: dict[str, Any]
+    outputs: TensorDict
+
+
+class ModelServeClient:
+    """Talk to one modelserve server.
+
+    :param url: the server's base URL, e.g. ``http://127.0.0.1:8000``.
+    :param timeout: seconds per request.
+    :param headers: sent with every request (an ``Authorization`` header, for instance).
+    :param session: a ``requests.Session`` to reuse; one is created (and closed) otherwise.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._own_session = session is None
+        self.session = session or requests.Session()
+        if headers:
+            self.session.headers.update(headers)
+
+    def close(self) -> None:
+        if self._own_session:
+            self.session.close()
+
+    def __enter__(self) -> ModelServeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok: Sequence[int] = (200,),
+    ) -> requests.Response:
+        resp = self.session.request(
+            method,
+            self.url + path,
+            json=json,
+            data=data,
+            headers=dict(headers or {}),
+            timeout=self.timeout,
+        )
+        if resp.status_code not in ok:
+            try:
+                body = resp.json()
+                message, kind = str(body.get("error", resp.text)), body.get("type")
+            except ValueError:
+                message, kind = resp.text or resp.reason, None
+            raise ClientError(resp.status_code, message, kind)
+        return resp
+
+    @staticmethod
+    def _model_path(prefix: str, name: str | None, version: str | None) -> str:
+        if name is None:
+            return ""
+        path = f"{prefix}/models/{quote(name, safe='')}"
+        if version is not None:
+            path += f"/versions/{quote(str(version), safe='')}"
+        return path
+
+    # -- seed routes ------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health``; answers (rather than raises) when the server is unhealthy."""
+        result: dict[str, Any] = self._request("GET", "/health", ok=(200, 503)).json()
+        return result
+
+    def list_models(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/models").json()["models"]
+        return result
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", self._model_path("", name, version)).json()
+        return result
+
+    def predict(
+        self, features: Mapping[str, Any], model: str | None = None, version: str | None = None
+    ) -> dict[str, Any]:
+        """Score one instance of named features (``/predict``)."""
+        path = self._model_path("", model, version) + "/predict"
+        result: dict[str, Any] = self._request("POST", path, json=dict(features)).json()
+        return result
+
+    def predict_batch(
+        self,
+        instances: Sequence[Mapping[str, Any] | Sequence[Any]],
+        model: str | None = None,
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        """Score several instances (``/predict_batch``): objects or lists in feature order."""
+        path = self._model_path("", model, version) + "/predict_batch"
+        payload = {"instances": [i if isinstance(i, Mapping) else list(i) for i in instances]}
+        result: dict[str, Any] = self._request("POST", path, json=payload).json()
+        return result
+
+    # -- open inference protocol ------------------------------------------------------------
+
+    def server_live(self) -> bool:
+        return self._request("GET", "/v2/health/live", ok=(200, 400, 503)).status_code == 200
+
+    def server_ready(self) -> bool:
+        return self._request("GET", "/v2/health/ready", ok=(200, 400, 503)).status_code == 200
+
+    def server_metadata(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/v2").json()
+        return result
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """Whether the model (version) serves now; unknown models are not ready."""
+        path = self._model_path("/v2", name, version) + "/ready"
+        return self._request("GET", path, ok=(200, 400, 404, 503)).status_code == 200
+
+    def v2_model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", self._model_path("/v2", name, version)).json()
+        return result
+
+    def infer(
+        self,
+        name: str,
+        inputs: Mapping[str, Tensor | Sequence[Any]],
+        version: str | None = None,
+        outputs: Sequence[str] | None = None,
+        binary: bool = True,
+        request_id: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> InferResult:
+        """Run a V2 inference.
+
+        :param inputs: tensors by name; lists are turned into arrays (floats become FP64).
+        :param outputs: which outputs to return; ``None`` means all of them.
+        :param binary: send inputs and ask for outputs with the binary tensor extension
+            (fast for large tensors); ``False`` uses plain JSON both ways.
+        :raises ClientError: for any error status, with the server's message.
+        """
+        tensors = [(n, np.asarray(a), binary) for n, a in inputs.items()]
+        wanted = [RequestOutput(o, binary) for o in outputs] if outputs is not None else None
+        body, header_length = encode_request(
+            tensors, wanted, request_id, dict(parameters or {}), binary_output=binary
+        )
+        headers = {
+            "Content-Type": "application/octet-stream" if header_length else "application/json"
+        }
+        if header_length is not None:
+            headers[_HEADER_LENGTH] = str(header_length)
+        resp = self._request(
+            "POST", self._model_path("/v2", name, version) + "/infer", data=body, headers=headers
+        )
+        raw_length = resp.headers.get(_HEADER_LENGTH)
+        meta, arrays = decode_response(
+            resp.content, int(raw_length) if raw_length is not None else None
+        )
+        return InferResult(
+            model_name=meta["model_name"],
+            model_version=meta.get("model_version", ""),
+            id=meta.get("id"),
+            parameters=meta.get("parameters") or {},
+            outputs=arrays,
+        )
+
+    def repository_index(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("POST", "/v2/repository/index").json()
+        return result
+
+    def load_model(self, name: str) -> None:
+        """Load (or reload) a model from the repository on disk, in every worker."""
+        self._request("POST", f"/v2/repository/models/{quote(name, safe='')}/load", json={})
+
+    def unload_model(self, name: str) -> None:
+        """Stop serving a model (in every worker) until :meth:`load_model` is called."""
+        self._request("POST", f"/v2/repository/models/{quote(name, safe='')}/unload", json={})

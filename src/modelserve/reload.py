@@ -1,0 +1,73 @@
+"""Hot reload: rescan the model repository by polling and on SIGHUP, in a background thread.
+
+Each server process (each gunicorn worker) runs one :class:`Reloader`. The scan itself lives in
+:meth:`ModelRepository.refresh`: it loads new or changed versions beside the serving ones and
+swaps the model table in one assignment, so requests never wait for a load.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .errors import ModelServeError
+
+logger = logging.getLogger(__name__)
+
+
+class Reloader:
+    """Call ``reload`` every ``interval`` seconds and whenever :meth:`request` is called.
+
+    :param reload: the rescan (``InferenceService.reload``); its errors are logged, never
+        raised, so a bad repository state never stops the thread or the server.
+    :param interval: seconds between scans; ``0`` scans only on request (SIGHUP, the API).
+    """
+
+    def __init__(self, reload: Callable[[], Any], interval: float) -> None:
+        self._reload = reload
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: Completed scans; tests wait on it.
+        self.scans = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="modelserve-reloader", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        """Ask for a scan as soon as possible (safe to call from a signal handler)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def install_sighup(self) -> None:
+        """Scan on SIGHUP. Only the main thread may install signal handlers."""
+        signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # Only set a flag here: loading a model inside a signal handler would run it on top
+        # of whatever the main thread was doing.
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval or None)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._reload()
+            except ModelServeError as exc:
+                logger.error("repository rescan failed, still serving what was loaded: %s", exc)
+            except Exception:
+                logger.exception("repository rescan failed, still serving what was loaded")
+            self.scans += 1

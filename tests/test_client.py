@@ -1,0 +1,104 @@
+"""modelserve.client against a real server: seed routes, V2, errors, the repository API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from modelserve.client import ClientError
+from modelserve.client import ModelServeClient
+
+from . import models
+from .conftest import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    repo = tmp_path_factory.mktemp("client") / "models"
+    models.write_model(repo, "iris", models.iris())
+    models.write_model(repo, "forest", models.forest())
+    server = LiveServer([str(repo), "--default-model", "iris"])
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[ModelServeClient]:
+    with ModelServeClient(server.url, timeout=10) as client:
+        yield client
+
+
+def test_seed_routes(client: ModelServeClient) -> None:
+    trained = models.iris()
+    labels, proba = trained.expected(trained.x[:3])
+    assert client.health()["status"] == "healthy"
+    assert {m["name"] for m in client.list_models()} == {"iris", "forest"}
+    assert client.model_metadata("iris")["inputs"][0]["name"] == "sepal_length"
+    one = client.predict(models.features_of(trained, trained.x[0]))
+    assert one["prediction"] == labels[0]
+    assert one["probability"] == proba[0].tolist()
+    assert one["version"] == "1"
+    batch = client.predict_batch(trained.x[:3].tolist(), model="iris", version="1")
+    assert [p["prediction"] for p in batch["predictions"]] == labels.tolist()
+
+
+def test_v2_health_and_metadata(client: ModelServeClient) -> None:
+    assert client.server_live()
+    assert client.server_ready()
+    assert client.server_metadata()["name"] == "modelserve"
+    assert client.model_ready("iris")
+    assert client.model_ready("iris", "1")
+    assert not client.model_ready("nope")
+    meta = client.v2_model_metadata("forest", "1")
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 30]}]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_infer_equals_in_process(client: ModelServeClient, binary: bool) -> None:
+    trained = models.forest()
+    x = trained.x[:50]
+    result = client.infer("forest", {"input": x}, binary=binary, request_id="r1")
+    labels, proba = trained.expected(x)
+    assert (result.model_name, result.model_version, result.id) == ("forest", "1", "r1")
+    np.testing.assert_array_equal(result.outputs["predict"], labels)
+    np.testing.assert_array_equal(result.outputs["predict_proba"], proba)
+
+
+def test_infer_selected_output_with_column_inputs(client: ModelServeClient) -> None:
+    trained = models.iris()
+    x = trained.x[::25]
+    columns = {name: x[:, i] for i, name in enumerate(models.IRIS_FEATURES)}
+    result = client.infer("iris", columns, outputs=["predict"], binary=False)
+    assert list(result.outputs) == ["predict"]
+    np.testing.assert_array_equal(result.outputs["predict"], trained.expected(x)[0])
+
+
+def test_errors_carry_status_and_message(client: ModelServeClient) -> None:
+    with pytest.raises(ClientError) as info:
+        client.infer("iris", {"input": np.zeros((1, 3))})
+    assert info.value.status == 400
+    assert info.value.type == "InvalidInput"
+    assert "[rows, 4]" in info.value.message
+    with pytest.raises(ClientError) as info:
+        client.v2_model_metadata("nope")
+    assert info.value.status == 404
+    with pytest.raises(ClientError, match="400"):
+        client.predict({"sepal_length": "x"})
+
+
+def test_repository_api(client: ModelServeClient) -> None:
+    assert {"name": "forest", "version": "1", "state": "READY"} in client.repository_index()
+    client.unload_model("forest")
+    assert not client.model_ready("forest")
+    with pytest.raises(ClientError) as info:
+        client.unload_model("forest")
+    assert info.value.status == 404
+    client.load_model("forest")
+    assert client.model_ready("forest")
