@@ -80,6 +80,17 @@ class VersionPolicy(BaseModel):
         return self
 
 
+class CacheSpec(BaseModel):
+    """Opt-in prediction cache for one model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    max_entries: int = Field(default=10_000, ge=1)
+    """Local cache only: most answers kept per worker (least recently used go first)."""
+    ttl_seconds: float = Field(default=300.0, gt=0)
+
+
 class Manifest(BaseModel):
     """A model's manifest. Every field is optional: missing ones are inferred at load."""
 
@@ -112,6 +123,9 @@ class Manifest(BaseModel):
 
     batching: BatchingSpec | None = None
     """Adaptive batching for this model (``max_batch_size: 1`` turns it off)."""
+
+    cache: CacheSpec | None = None
+    """Prediction cache for this model (off unless given)."""
 
     options: dict[str, Any] = Field(default_factory=dict)
     """Runtime-specific options, passed through to the runtime."""

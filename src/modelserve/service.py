@@ -7,6 +7,7 @@ and map its exceptions (see ``api/errors.py``).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -17,8 +18,14 @@ from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
+import orjson
 
 from .batching.batcher import Batcher
+from .cache import LocalCache
+from .cache import PredictionCache
+from .cache import RedisCache
+from .cache import input_digest
+from .cache import redis_client
 from .codecs.schema import array_schema
 from .codecs.schema import object_schema
 from .codecs.seed import SeedCodec
@@ -53,6 +60,7 @@ class InferenceService:
         self._codecs: dict[ModelVersion, SeedCodec] = {}
         self._codec_lock = threading.Lock()
         self._batchers: dict[ModelVersion, Batcher] = {}
+        self._caches: dict[ModelVersion, PredictionCache] = {}
         self._v2_codecs: dict[ModelVersion, V2Codec] = {}
 
     def load(self) -> None:
@@ -73,6 +81,10 @@ class InferenceService:
                 batcher = self._create_batcher(mv)
                 if batcher is not None:
                     self._batchers[mv] = batcher
+            if mv not in self._caches:
+                cache = self._create_cache(mv)
+                if cache is not None:
+                    self._caches[mv] = cache
 
     def release(self, mv: ModelVersion) -> None:
         """Drop what :meth:`prepare` built, once the version no longer serves.
@@ -84,8 +96,11 @@ class InferenceService:
             self._codecs.pop(mv, None)
             self._v2_codecs.pop(mv, None)
             batcher = self._batchers.pop(mv, None)
+            cache = self._caches.pop(mv, None)
         if batcher is not None:
             batcher.close()
+        if cache is not None:
+            cache.close()
 
     def _sync(self) -> None:
         """Prepare every version that serves and release every one that stopped serving."""
@@ -93,11 +108,28 @@ class InferenceService:
             mv for entry in self.repository.entries() for mv in entry.versions.values() if mv.ready
         }
         with self._codec_lock:
-            known = set(self._codecs) | set(self._v2_codecs) | set(self._batchers)
+            known = (
+                set(self._codecs) | set(self._v2_codecs) | set(self._batchers) | set(self._caches)
+            )
         for mv in known - live:
             self.release(mv)
         for mv in live:
             self.prepare(mv)
+
+    def _create_cache(self, mv: ModelVersion) -> PredictionCache | None:
+        spec = mv.manifest.cache
+        if spec is None or not spec.enabled:
+            return None
+        # The artifacts' hashes make a changed copy under the same version number a new key.
+        pins = hashlib.blake2b(orjson.dumps(sorted(mv.hashes.items())), digest_size=8).hexdigest()
+        prefix = f"modelserve:{mv.name}:{mv.version}:{pins}"
+        if self.settings.cache_backend == "redis":
+            return RedisCache(prefix, spec.ttl_seconds, redis_client(self.settings.redis_url))
+        return LocalCache(prefix, spec.ttl_seconds, spec.max_entries)
+
+    def cache_stats(self, mv: ModelVersion) -> dict[str, Any] | None:
+        cache = self._caches.get(mv)
+        return cache.stats() if cache is not None else None
 
     def _create_batcher(self, mv: ModelVersion) -> Batcher | None:
         spec = mv.manifest.batching
@@ -171,13 +203,30 @@ class InferenceService:
         batcher = self._batchers.get(mv)
         return batcher.incoming() if batcher is not None else nullcontext()
 
+    def _cached(
+        self, mv: ModelVersion, kind: str, x: np.ndarray, answer: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The cached answer for this validated input, or ``answer()`` (then cached)."""
+        cache = self._caches.get(mv)
+        if cache is None:
+            return answer()
+        key = input_digest(kind, x)
+        found = cache.get(key)
+        if found is not None:
+            return found
+        out = answer()
+        cache.put(key, out)
+        return out
+
     def predict_one(self, name: str | None, version: str | None, body: bytes) -> dict[str, Any]:
         """Score one JSON object of named features (the seed's ``/predict``)."""
         mv = self.resolve(name, version)
         codec = self.codec(mv)
         with self.incoming(mv):
             x = codec.decode_one(parse_json(body))
-            out = codec.encode_one(self.infer(mv, {TABULAR_INPUT: x}))
+            out = self._cached(
+                mv, "one", x, lambda: codec.encode_one(self.infer(mv, {TABULAR_INPUT: x}))
+            )
         out["model"] = mv.name
         out["version"] = mv.version
         return out
@@ -187,8 +236,10 @@ class InferenceService:
         mv = self.resolve(name, version)
         codec = self.codec(mv)
         with self.incoming(mv):
-            x = codec.decode_batch(parse_json(body))
-            out = codec.encode_batch(self.infer(mv, {TABULAR_INPUT: x}))
+            x = codec.decode_batch(parse_json(body), body)
+            out = self._cached(
+                mv, "batch", x, lambda: codec.encode_batch(self.infer(mv, {TABULAR_INPUT: x}))
+            )
         out["model"] = mv.name
         out["version"] = mv.version
         return out
@@ -254,6 +305,7 @@ class InferenceService:
             "outputs": sig.outputs,
             "runtime": mv.runtime.describe(),
             "sha256": mv.hashes,
+            "cache": self.cache_stats(mv),
             "input_schema": object_schema(sig, self.settings.allow_extra_fields),
             "input_schema_array": array_schema(sig),
             "example": sample_instance(sig),

@@ -140,6 +140,12 @@ class ServerSettings(BaseSettings):
     max_queue: int = Field(default=256, ge=1)
     """Most requests waiting per model version; more get 503 with Retry-After."""
 
+    cache_backend: Literal["local", "redis"] = "local"
+    """Where models with ``cache:`` in their manifest keep answers: per worker, or Redis."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """The Redis server for the shared prediction cache."""
+
     keepalive: int = Field(default=5, ge=0)
     """Seconds an idle keep-alive connection stays open."""
 

@@ -1,0 +1,90 @@
+"""The seed codec: the numeric fast path accepts exactly what the schema accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from modelserve.codecs.seed import SeedCodec
+from modelserve.errors import InvalidInput
+from modelserve.types import Feature
+from modelserve.types import Signature
+
+SIG = Signature(
+    features=(
+        Feature("a", "number", minimum=0.0),
+        Feature("b", "number", maximum=10.0),
+        Feature("n", "integer"),
+    ),
+    task="regression",
+)
+
+
+def decode(payload: Any, codec: SeedCodec | None = None) -> np.ndarray:
+    codec = codec or SeedCodec(SIG, allow_extra=False, max_rows=1000)
+    body = orjson.dumps(payload)
+    fast = codec.decode_batch(orjson.loads(body), body)
+    slow = codec.decode_batch(orjson.loads(body))
+    assert np.array_equal(fast, slow) and fast.dtype == slow.dtype == np.float64
+    return fast
+
+
+def test_valid_rows_give_the_same_array_on_both_paths() -> None:
+    rows = [[1.0, 2.0, 3], {"a": 0, "b": 10, "n": -4}, {"n": 1, "b": -1.5, "a": 2.5}]
+    x = decode({"instances": rows})
+    assert x.tolist() == [[1.0, 2.0, 3.0], [0.0, 10.0, -4.0], [2.5, -1.5, 1.0]]
+
+
+def test_fast_path_is_taken_for_plain_numbers() -> None:
+    codec = SeedCodec(SIG, allow_extra=False, max_rows=1000)
+    assert codec._fast is not None
+    body = orjson.dumps({"instances": [[1.0, 2.0, 3]] * 5})
+    assert codec._fast.array(orjson.loads(body)["instances"], body, codec._row_of) is not None
+
+
+@pytest.mark.parametrize(
+    ("rows", "path"),
+    [
+        ([[1.0, True, 3]], "instances[0][1]"),  # JSON true is not a number
+        ([[1.0, None, 3]], "instances[0][1]"),  # null would become NaN in numpy
+        ([[1.0, "2.5", 3]], "instances[0][1]"),  # numeric string would be parsed by numpy
+        ([[-1.0, 2.0, 3]], "instances[0][0]"),  # below minimum
+        ([[1.0, 11.0, 3]], "instances[0][1]"),  # above maximum
+        ([[1.0, 2.0, 3.5]], "instances[0][2]"),  # not an integer
+        ([[1.0, 2.0]], "instances[0]"),  # too short
+        ([[1.0, 2.0, 3, 4]], "instances[0]"),  # too long
+        ([[1.0, [2.0], 3]], "instances[0][1]"),  # nested list
+        ([{"a": 1, "b": 2}], "instances[0].n"),  # missing key
+        ([{"a": 1, "b": 2, "n": 3, "c": 4}], "instances[0]"),  # extra key
+        ([{"a": 1, "b": "x", "n": 3}], "instances[0].b"),  # string in an object row
+        ([[1.0, 2.0, 3], "row"], "instances[1]"),  # not a row at all
+    ],
+)
+def test_every_invalid_batch_is_refused_with_its_path(rows: list[Any], path: str) -> None:
+    codec = SeedCodec(SIG, allow_extra=False, max_rows=1000)
+    body = orjson.dumps({"instances": [*rows, [0.5, 0.5, 1]]})  # the bad row, then a good one
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_batch(orjson.loads(body), body)
+    paths = [d["path"] for d in info.value.details]
+    assert any(p.startswith(path) for p in paths), paths
+    assert not any(p.startswith(f"instances[{len(rows)}]") for p in paths), paths
+
+
+def test_extra_fields_allowed_with_string_values() -> None:
+    codec = SeedCodec(SIG, allow_extra=True, max_rows=1000)
+    rows = [{"a": 1, "b": 2, "n": 3, "note": "hello"}, {"a": 1, "b": 2, "n": 3, "id": 7}]
+    assert decode({"instances": rows}, codec).tolist() == [[1.0, 2.0, 3.0]] * 2
+
+
+def test_string_features_skip_the_fast_path() -> None:
+    sig = Signature(
+        features=(Feature("a"), Feature("plan", "string", enum=("x", "y"))), task="regression"
+    )
+    codec = SeedCodec(sig, allow_extra=False, max_rows=10)
+    assert codec._fast is None
+    body = orjson.dumps({"instances": [[1.0, "x"], {"a": 2, "plan": "y"}]})
+    x = codec.decode_batch(orjson.loads(body), body)
+    assert x.dtype == object and x.tolist() == [[1.0, "x"], [2, "y"]]
