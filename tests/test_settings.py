@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,17 @@ def test_create_app_refuses_unsafe_production(repo: Path) -> None:
 
     with pytest.raises(ConfigError, match="MODELSERVE_SECRET_KEY"):
         create_app(ServerSettings(model_path=repo))
+
+
+def test_model_threads_share_the_cpus_between_workers(repo: Path) -> None:
+    from threadpoolctl import threadpool_info
+
+    from modelserve import threads
+    from modelserve.app import create_app
+
+    cpus = len(os.sched_getaffinity(0))
+    assert threads.default_model_threads(1) == cpus
+    assert threads.default_model_threads(cpus * 4) == 1
+    create_app(ServerSettings(profile="testing", model_path=repo, model_threads=1))
+    assert threads.model_threads() == 1
+    assert all(pool["num_threads"] == 1 for pool in threadpool_info())

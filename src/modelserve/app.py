@@ -7,6 +7,7 @@ import logging
 from flask import Flask
 
 from . import api
+from . import threads
 from .api._json import OrjsonProvider
 from .errors import ModelLoadError
 from .service import InferenceService
@@ -37,6 +38,7 @@ def create_app(
     settings = settings or load_settings()
     settings.check_safe()
     configure_logging(settings)
+    threads.configure(settings.model_threads or threads.default_model_threads(settings.workers))
 
     app = Flask(__name__)
     app.config.update(

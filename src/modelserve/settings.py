@@ -130,6 +130,10 @@ class ServerSettings(BaseSettings):
     timeout: int = Field(default=30, ge=1)
     """Seconds a worker may spend on one request before it is restarted."""
 
+    model_threads: int | None = Field(default=None, ge=1)
+    """Threads one model call may use (BLAS, OpenMP, onnxruntime, torch). Default: the CPUs
+    divided by ``workers``, so the workers together never oversubscribe the cores."""
+
     max_batch_size: int = Field(default=64, ge=1)
     """Adaptive batching: most rows merged into one model call; ``1`` turns batching off."""
 
