@@ -14,12 +14,18 @@ from typing import Any
 
 import numpy as np
 
+from .codecs.image import ImageTransform
+from .codecs.image import decode_base64_image
 from .codecs.schema import array_schema
 from .codecs.schema import object_schema
 from .codecs.seed import SeedCodec
 from .codecs.seed import parse_json
 from .errors import InferenceError
+from .errors import InvalidInput
 from .errors import ModelNotFound
+from .errors import PayloadTooLarge
+from .manifest import ImageSpec
+from .postprocess import classify
 from .repository import ModelRepository
 from .repository import ModelVersion
 from .settings import ServerSettings
@@ -42,13 +48,14 @@ class InferenceService:
         self.started_at = time.time()
         self._codecs: dict[ModelVersion, SeedCodec] = {}
         self._codec_lock = threading.Lock()
+        self._image_transforms: dict[ModelVersion, ImageTransform] = {}
 
     def load(self) -> None:
         """Load every model version now (called once at start-up, never per request)."""
         self.repository.load_all()
         for entry in self.repository.entries():
             for mv in entry.versions.values():
-                if mv.ready:
+                if mv.ready and mv.signature is not None and mv.signature.kind == "tabular":
                     self.codec(mv)
 
     # -- resolution -------------------------------------------------------------------------
@@ -66,10 +73,20 @@ class InferenceService:
         return self.repository.get(name, version)
 
     def codec(self, mv: ModelVersion) -> SeedCodec:
-        """The version's seed codec, built once (validators are compiled at build)."""
+        """The version's seed codec, built once (validators are compiled at build).
+
+        :raises InvalidInput: when the version is not a tabular model.
+        """
         codec = self._codecs.get(mv)
         if codec is None:
             assert mv.signature is not None
+            if mv.signature.kind != "tabular":
+                raise InvalidInput(
+                    f"Model {mv.name!r} is an {mv.signature.kind} model, not a tabular one: "
+                    f"use /models/{mv.name}/predict_image"
+                    if mv.signature.kind == "image"
+                    else f"Model {mv.name!r} takes tensors, not named features: use /v2"
+                )
             with self._codec_lock:
                 codec = self._codecs.get(mv)
                 if codec is None:
@@ -116,6 +133,100 @@ class InferenceService:
         out["model"] = mv.name
         out["version"] = mv.version
         return out
+
+    # -- images -----------------------------------------------------------------------------
+
+    def image_transform(self, mv: ModelVersion) -> ImageTransform:
+        """The version's image preprocessing, built once from its resolved ``image`` spec.
+
+        :raises InvalidInput: when the version is not an image model.
+        """
+        transform = self._image_transforms.get(mv)
+        if transform is None:
+            spec = _image_spec(mv)
+            assert spec.size is not None and spec.mode is not None and spec.layout is not None
+            transform = ImageTransform(
+                size=spec.size,
+                mode=spec.mode,
+                resize=spec.resize,
+                resize_shorter=spec.resize_shorter,
+                mean=tuple(spec.mean or ()),
+                std=tuple(spec.std or ()),
+                scale=spec.scale,
+                layout=spec.layout,
+                background=spec.background,
+            )
+            # Built outside a lock: two threads may both build it, and either copy is right.
+            self._image_transforms[mv] = transform
+        return transform
+
+    def infer_images(
+        self, mv: ModelVersion, images: Sequence[bytes], outputs: Sequence[str] | None = None
+    ) -> TensorDict:
+        """Decode raw image files, one per batch row, and run the model on them.
+
+        The entry point for any transport that carries encoded images (the seed's image
+        routes, V2 ``BYTES`` inputs); returns the model's own outputs, by name.
+
+        :raises InvalidInput: not an image model, or an image is corrupt or truncated.
+        :raises UnsupportedMediaType: an item is not a supported image format.
+        :raises PayloadTooLarge: too many images, or one declares too many pixels.
+        """
+        transform = self.image_transform(mv)
+        if not images:
+            raise InvalidInput("No image was sent")
+        limit = self.settings.max_images_per_request
+        if len(images) > limit:
+            raise PayloadTooLarge(
+                f"{len(images)} images is more than the {limit} allowed per request "
+                "(MODELSERVE_MAX_IMAGES_PER_REQUEST)"
+            )
+        assert mv.signature is not None
+        batch = transform.batch(images, self.settings.max_image_pixels)
+        return self.infer(mv, {mv.signature.tensor_inputs[0].name: batch}, outputs)
+
+    def classify_images(
+        self, name: str | None, version: str | None, images: Sequence[bytes]
+    ) -> dict[str, Any]:
+        """Classify image files (the seed's ``/predict_image``).
+
+        One image answers ``{"predicted_class", "confidence", "all_probabilities", "top_k"}``;
+        several answer ``{"predictions": [...]}`` with one such object per image, in order.
+        """
+        mv = self.resolve(name, version)
+        spec = _image_spec(mv)
+        assert mv.signature is not None and mv.signature.classes is not None
+        scores_name = mv.signature.tensor_outputs[0].name
+        scores = self.infer_images(mv, images, [scores_name])[scores_name]
+        sig = mv.signature
+        names = sig.class_names or tuple(str(c) for c in sig.classes or ())
+        answers = classify(scores, names, spec.top_k, spec.softmax)
+        body: dict[str, Any]
+        if len(answers) == 1:
+            body = answers[0]
+        else:
+            body = {"predictions": [{"instance_id": i, **a} for i, a in enumerate(answers)]}
+        body.update(model=mv.name, version=mv.version, status="success")
+        return body
+
+    def classify_images_base64(
+        self, name: str | None, version: str | None, body: bytes
+    ) -> dict[str, Any]:
+        """Classify ``{"image": "<base64 or data: URL>"}`` or ``{"images": [...]}``."""
+        payload = parse_json(body)
+        if isinstance(payload, dict) and "image" in payload:
+            images = [decode_base64_image(payload["image"])]
+        elif isinstance(payload, dict) and isinstance(payload.get("images"), list):
+            images = [
+                decode_base64_image(item, f"images[{i}]")
+                for i, item in enumerate(payload["images"])
+            ]
+        else:
+            raise InvalidInput(
+                'Expected a JSON object {"image": "<base64>"} (or {"images": [...]})',
+                [{"path": "image", "message": "is required"}],
+            )
+        return self.classify_images(name, version, images)
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -206,3 +317,18 @@ def _sample_value(feature: Feature) -> Any:
     else:
         value = 0.0
     return int(np.ceil(value)) if feature.type == "integer" else float(value)
+
+
+def _image_spec(mv: ModelVersion) -> ImageSpec:
+    """The resolved preprocessing of an image model.
+
+    :raises InvalidInput: when ``mv`` is not an image model.
+    """
+    assert mv.signature is not None
+    spec = mv.signature.extra.get("image")
+    if mv.signature.kind != "image" or not isinstance(spec, ImageSpec):
+        raise InvalidInput(
+            f"Model {mv.name!r} is a {mv.signature.kind} model, not an image model: "
+            "use /predict or /predict_batch"
+        )
+    return spec
