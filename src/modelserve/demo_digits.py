@@ -125,8 +125,12 @@ def _fit(x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> DigitsNet:
 
 def export_torchscript(model: nn.Module, path: Path) -> None:
     """Save ``model`` as TorchScript, loadable without its Python class."""
-    scripted = torch.jit.script(model)
-    scripted.save(str(path))  # type: ignore[no-untyped-call]
+    with warnings.catch_warnings():
+        # torch 2.13 deprecates TorchScript in favour of torch.export, but TorchScript is
+        # still the one format torch loads without the model's Python source.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+        scripted.save(str(path))  # type: ignore[no-untyped-call]
 
 
 def export_onnx(model: nn.Module, path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,9 +98,14 @@ class TorchRuntime(Runtime):
         self._device = _device(opts.device)
         if opts.module is None:
             try:
-                model = torch.jit.load(  # type: ignore[no-untyped-call]
-                    str(path), map_location=self._device
-                )
+                with warnings.catch_warnings():
+                    # torch 2.13 deprecates TorchScript for torch.export, yet it is still the
+                    # format torch loads without the model's source; say so once in the docs,
+                    # not in every worker's log. (Start-up is single-threaded: safe here.)
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    model = torch.jit.load(  # type: ignore[no-untyped-call]
+                        str(path), map_location=self._device
+                    )
             except Exception as exc:  # torch raises RuntimeError or ValueError, unannotated
                 raise ModelLoadError(
                     f"Cannot load {path.name} as TorchScript ({type(exc).__name__}: {exc}). "
