@@ -74,9 +74,8 @@ def resolve_image_spec(spec: ImageSpec | None, shape: Sequence[Dim] | None) -> I
     std = list(spec.std if spec.std is not None else default_std)
     for key, values in (("mean", mean), ("std", std)):
         if len(values) not in (1, channels):
-            raise ModelLoadError(
-                f"image.{key} has {len(values)} values; a {mode} model needs 1 or {channels}"
-            )
+            need = "an RGB model needs 1 or 3" if channels == 3 else "a grayscale model needs 1"
+            raise ModelLoadError(f"image.{key} has {len(values)} values; {need}")
     return spec.model_copy(
         update={
             "size": size,
