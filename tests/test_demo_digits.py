@@ -82,3 +82,13 @@ def test_held_out_digits_over_http_under_gunicorn(
         assert bomb.status_code == 413
         # The worker survived the bomb.
         assert http.get(f"{server.url}/health", timeout=5).status_code == 200
+
+
+def test_validate_answers_a_sample_image_for_image_models(demo_repo: Path) -> None:
+    from modelserve.settings import ServerSettings
+    from modelserve.validate import validate_repository
+
+    lines: list[str] = []
+    settings = ServerSettings(profile="testing", model_path=demo_repo)
+    assert validate_repository(settings, False, lines.append), lines
+    assert any(line.startswith("ok   digits-onnx v1: image model, 10 classes") for line in lines)
