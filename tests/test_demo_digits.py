@@ -80,6 +80,12 @@ def test_held_out_digits_over_http_under_gunicorn(
             timeout=30,
         )
         assert bomb.status_code == 413
+        too_big = http.post(
+            f"{server.url}/models/digits-onnx/predict_image",
+            files={"image": ("big.png", b"\0" * (17 * 1024 * 1024), "image/png")},
+            timeout=30,
+        )
+        assert too_big.status_code == 413, too_big.text  # the seed's 16 MiB default
         # The worker survived the bomb.
         assert http.get(f"{server.url}/health", timeout=5).status_code == 200
 

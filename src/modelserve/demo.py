@@ -95,8 +95,11 @@ def train_demo_models(models_dir: Path) -> list[Path]:
     """Train every demo model into ``models_dir`` (replacing earlier demo copies)."""
     models_dir.mkdir(parents=True, exist_ok=True)
     trained = [train_iris(models_dir), train_breast_cancer(models_dir)]
-    if importlib.util.find_spec("torch") is None:
-        logger.warning("torch is not installed: skipping the digits image models")
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("PIL") is None:
+        logger.warning(
+            "torch or Pillow is not installed: skipping the digits image models "
+            "(pip install 'modelserve[torch,onnx,images]')"
+        )
     else:
         from .demo_digits import train_digits
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
 
-from .codecs.image import ImageTransform
-from .codecs.image import decode_base64_image
 from .codecs.schema import array_schema
 from .codecs.schema import object_schema
 from .codecs.seed import SeedCodec
@@ -33,6 +32,9 @@ from .types import TABULAR_INPUT
 from .types import Feature
 from .types import Signature
 from .types import TensorDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .codecs.image import ImageTransform
 
 
 class InferenceService:
@@ -143,6 +145,9 @@ class InferenceService:
         """
         transform = self._image_transforms.get(mv)
         if transform is None:
+            # Pillow is the optional ``images`` extra: imported once an image model is used.
+            from .codecs.image import ImageTransform
+
             spec = _image_spec(mv)
             assert spec.size is not None and spec.mode is not None and spec.layout is not None
             transform = ImageTransform(
@@ -213,6 +218,8 @@ class InferenceService:
         self, name: str | None, version: str | None, body: bytes
     ) -> dict[str, Any]:
         """Classify ``{"image": "<base64 or data: URL>"}`` or ``{"images": [...]}``."""
+        from .codecs.image import decode_base64_image
+
         payload = parse_json(body)
         if isinstance(payload, dict) and "image" in payload:
             images = [decode_base64_image(payload["image"])]

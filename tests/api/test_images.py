@@ -206,6 +206,8 @@ def test_body_over_max_content_length_is_413(c: FlaskClient) -> None:
     assert status == 413 and "MODELSERVE_MAX_CONTENT_LENGTH" in message
     resp = c.post("/predict_image_base64", json={"image": "A" * (70 * 1024)})
     assert resp.status_code == 413
+    raw = c.post("/predict_image", data=b"\0" * (65 * 1024), content_type="image/png")
+    assert raw.status_code == 413
 
 
 def test_pixel_bomb_is_413(c: FlaskClient) -> None:

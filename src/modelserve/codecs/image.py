@@ -84,10 +84,10 @@ class ImageTransform:
             try:
                 self.preprocess_into(open_image(data, max_pixels), out[i])
             except InvalidInput as exc:
-                if len(images) > 1:
-                    exc.message = f"Image {i}: {exc.message}"
-                    exc.args = (exc.message,)
-                raise
+                if len(images) == 1:
+                    raise
+                # Same class (so the same status), with the image's position in the message.
+                raise type(exc)(f"Image {i}: {exc.message}", exc.details) from exc
         return out
 
     def preprocess_into(self, img: Image.Image, out: Tensor) -> None:

@@ -5,6 +5,7 @@ Shared by the ONNX and torch runtimes; pure Python, so it imports neither librar
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from typing import Literal
 
@@ -38,6 +39,10 @@ def resolve_image_spec(spec: ImageSpec | None, shape: Sequence[Dim] | None) -> I
         ``None`` for open dimensions; ``None`` when it does not (TorchScript).
     :raises ModelLoadError: when the manifest and the graph disagree, or a value is missing.
     """
+    if importlib.util.find_spec("PIL") is None:
+        raise ModelLoadError(
+            "Image models decode uploads with Pillow: pip install 'modelserve[images]'"
+        )
     spec = spec or ImageSpec()
     layout, size, mode = spec.layout, spec.size, spec.mode
     if shape is not None:
