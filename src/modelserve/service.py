@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .codecs.encoded import decode_base64_image
 from .codecs.schema import array_schema
 from .codecs.schema import object_schema
 from .codecs.seed import SeedCodec
@@ -218,8 +219,6 @@ class InferenceService:
         self, name: str | None, version: str | None, body: bytes
     ) -> dict[str, Any]:
         """Classify ``{"image": "<base64 or data: URL>"}`` or ``{"images": [...]}``."""
-        from .codecs.image import decode_base64_image
-
         payload = parse_json(body)
         if isinstance(payload, dict) and "image" in payload:
             images = [decode_base64_image(payload["image"])]
@@ -334,8 +333,8 @@ def _image_spec(mv: ModelVersion) -> ImageSpec:
     assert mv.signature is not None
     spec = mv.signature.extra.get("image")
     if mv.signature.kind != "image" or not isinstance(spec, ImageSpec):
+        use = "/predict or /predict_batch" if mv.signature.kind == "tabular" else "/v2"
         raise InvalidInput(
-            f"Model {mv.name!r} is a {mv.signature.kind} model, not an image model: "
-            "use /predict or /predict_batch"
+            f"Model {mv.name!r} is a {mv.signature.kind} model, not an image model: use {use}"
         )
     return spec

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import base64
 import io
 
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 from PIL import Image
 
 from modelserve.codecs.image import ImageTransform
-from modelserve.codecs.image import decode_base64_image
 from modelserve.codecs.image import open_image
 from modelserve.errors import InvalidInput
 from modelserve.errors import PayloadTooLarge
@@ -184,22 +182,3 @@ def test_batch_error_names_the_image() -> None:
     good = encode(Image.new("L", (8, 8)), "PNG")
     with pytest.raises(UnsupportedMediaType, match="Image 1: "):
         ImageTransform(size=(8, 8)).batch([good, b"nope"], MAX)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        base64.b64encode(b"\x89PNG-data").decode(),
-        "data:image/png;base64," + base64.b64encode(b"\x89PNG-data").decode(),
-        base64.urlsafe_b64encode(b"\x89PNG-data").decode().rstrip("="),
-        "\n".join(base64.b64encode(b"\x89PNG-data").decode()),
-    ],
-)
-def test_base64_variants_decode(text: str) -> None:
-    assert decode_base64_image(text) == b"\x89PNG-data"
-
-
-@pytest.mark.parametrize("value", ["not base64!!", 12, None, "data:image/png;base64,@@@"])
-def test_bad_base64_is_invalid(value: object) -> None:
-    with pytest.raises(InvalidInput, match="base64"):
-        decode_base64_image(value)

@@ -7,10 +7,7 @@ the header in ``Image.open``, so the pixel-count guard runs before anything is d
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -29,8 +26,6 @@ from ..types import Tensor
 #: Formats served; Pillow knows more, but each extra decoder is attack surface.
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 _EXIF_ORIENTATION = 0x0112
-_DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
-_WHITESPACE = re.compile(rb"\s+")
 
 
 @dataclass(frozen=True)
@@ -196,26 +191,3 @@ def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> PayloadTo
         f"The image declares {shown}; at most {max_pixels} are allowed "
         "(MODELSERVE_MAX_IMAGE_PIXELS)"
     )
-
-
-def decode_base64_image(value: object, path: str = "image") -> bytes:
-    """Bytes of a base64 string or a ``data:image/...;base64,`` URL (URL-safe alphabet too).
-
-    :raises InvalidInput: when ``value`` is not a string of valid base64.
-    """
-    if not isinstance(value, str):
-        raise InvalidInput(
-            f"{path} must be a base64 string", [{"path": path, "message": "is not a string"}]
-        )
-    match = _DATA_URL.match(value)
-    text = value[match.end() :] if match else value
-    raw = _WHITESPACE.sub(b"", text.encode("ascii", "replace"))
-    if b"-" in raw or b"_" in raw:
-        raw = raw.replace(b"-", b"+").replace(b"_", b"/")
-    raw += b"=" * (-len(raw) % 4)
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(
-            f"{path} is not valid base64", [{"path": path, "message": "is not valid base64"}]
-        ) from None
