@@ -215,6 +215,21 @@ class InferenceService:
         body.update(model=mv.name, version=mv.version, status="success")
         return body
 
+    def image_metadata(self, mv: ModelVersion) -> dict[str, Any]:
+        """What an image model takes and gives, replacing the tabular metadata fields."""
+        assert mv.signature is not None
+        base = f"/models/{mv.name}/versions/{mv.version}"
+        return {
+            "kind": "image",
+            "inputs": [s.to_dict() for s in mv.signature.tensor_inputs],
+            "outputs": [s.to_dict() for s in mv.signature.tensor_outputs],
+            "image": _image_spec(mv).model_dump(mode="json"),
+            "input_schema": None,
+            "input_schema_array": None,
+            "example": None,
+            "routes": [f"{base}/predict_image", f"{base}/predict_image_base64"],
+        }
+
     def classify_images_base64(
         self, name: str | None, version: str | None, body: bytes
     ) -> dict[str, Any]:
@@ -283,7 +298,7 @@ class InferenceService:
         entry = self.repository.find_entry(mv.name)
         assert mv.signature is not None and mv.runtime is not None and entry is not None
         sig = mv.signature
-        return {
+        body = {
             "name": mv.name,
             "version": mv.version,
             "versions": sorted(entry.versions, key=int),
@@ -299,6 +314,9 @@ class InferenceService:
             "input_schema_array": array_schema(sig),
             "example": sample_instance(sig),
         }
+        if sig.kind == "image":
+            body.update(self.image_metadata(mv))
+        return body
 
 
 def sample_instance(signature: Signature) -> dict[str, Any]:

@@ -256,3 +256,14 @@ def test_a_tabular_model_refuses_images_and_an_image_model_refuses_features(
 def test_unknown_model_is_404(c: FlaskClient) -> None:
     status, _, _ = error_of(upload(c, "/models/nope/predict_image", b"x"))
     assert status == 404
+
+
+def test_metadata_describes_the_image_input(c: FlaskClient) -> None:
+    body = c.get("/models/digits-onnx").json
+    assert body["kind"] == "image"
+    assert body["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
+    assert body["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
+    assert body["image"]["size"] == [8, 8] and body["image"]["mode"] == "L"
+    assert body["class_names"] == [str(d) for d in range(10)]
+    assert "/models/digits-onnx/versions/1/predict_image" in body["routes"]
+    assert c.get("/models/iris").json.get("kind") is None  # tabular metadata unchanged
