@@ -77,7 +77,8 @@ class ImageTransform:
         out = np.empty((len(images), *self.shape), dtype=np.float32)
         for i, data in enumerate(images):
             try:
-                self.preprocess_into(open_image(data, max_pixels), out[i])
+                with open_image(data, max_pixels) as img:
+                    self.preprocess_into(img, out[i])
             except InvalidInput as exc:
                 if len(images) == 1:
                     raise
