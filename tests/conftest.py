@@ -143,3 +143,13 @@ def live_server() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every demo model, digits CNN included, trained once per test session (a few seconds)."""
+    from modelserve.demo import train_demo_models
+
+    root = tmp_path_factory.mktemp("demo") / "models"
+    train_demo_models(root)
+    return root

@@ -30,9 +30,11 @@ def test_demo_repository_answers_every_route(
     )
     url = server.url
     health = requests.get(url + "/health", timeout=5).json()
-    assert health["status"] == "healthy" and len(health["models"]) == 2
+    assert health["status"] == "healthy" and len(health["models"]) == 4
     assert [m["name"] for m in requests.get(url + "/models", timeout=5).json()["models"]] == [
         "breast-cancer",
+        "digits",
+        "digits-onnx",
         "iris",
     ]
     meta = requests.get(url + "/models/breast-cancer", timeout=5).json()

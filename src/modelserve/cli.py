@@ -138,7 +138,7 @@ def serve_command(
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to bind [default: 8000].")
 def demo_command(models_dir: Path, no_serve: bool, host: str | None, port: int | None) -> None:
-    """Train the demo models (iris, breast-cancer) from scikit-learn's own data; serve them."""
+    """Train the demo models (iris, breast-cancer, digits, digits-onnx) and serve them."""
     from .demo import train_demo_models
 
     for path in train_demo_models(models_dir):

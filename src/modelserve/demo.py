@@ -1,10 +1,13 @@
 """Train the demo models from datasets scikit-learn ships, into a model repository.
 
-Nothing is downloaded: iris and breast cancer come with scikit-learn itself.
+Nothing is downloaded: iris, breast cancer and digits come with scikit-learn itself. The
+digits image models (:mod:`modelserve.demo_digits`) need the ``torch`` extra.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import re
 from pathlib import Path
 
@@ -17,8 +20,10 @@ from .manifest import Manifest
 from .manifest import dump_manifest
 from .repository import sha256_file
 
+logger = logging.getLogger(__name__)
+
 #: Every demo model, in the order `modelserve demo` trains them.
-DEMO_MODELS = ("iris", "breast-cancer")
+DEMO_MODELS = ("iris", "breast-cancer", "digits", "digits-onnx")
 
 
 def _snake(name: str) -> str:
@@ -89,4 +94,14 @@ def train_breast_cancer(models_dir: Path) -> Path:
 def train_demo_models(models_dir: Path) -> list[Path]:
     """Train every demo model into ``models_dir`` (replacing earlier demo copies)."""
     models_dir.mkdir(parents=True, exist_ok=True)
-    return [train_iris(models_dir), train_breast_cancer(models_dir)]
+    trained = [train_iris(models_dir), train_breast_cancer(models_dir)]
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("PIL") is None:
+        logger.warning(
+            "torch or Pillow is not installed: skipping the digits image models "
+            "(pip install 'modelserve[torch,onnx,images]')"
+        )
+    else:
+        from .demo_digits import train_digits
+
+        trained += train_digits(models_dir)
+    return trained

@@ -91,6 +91,111 @@ class CacheSpec(BaseModel):
     ttl_seconds: float = Field(default=300.0, gt=0)
 
 
+#: torchvision's ImageNet statistics, the seed's ``transforms.Normalize`` defaults.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageSpec(BaseModel):
+    """Preprocessing of an image model, done with Pillow and numpy (no torchvision).
+
+    Every field is optional: size, mode and layout are read from an ONNX graph's input shape
+    when omitted; a TorchScript model needs ``size`` (and ``mode: L`` for one channel).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: tuple[int, int] | None = None
+    """Input ``[height, width]`` the model takes (a single number means a square)."""
+
+    resize: Literal["crop", "stretch"] = "crop"
+    """``crop``: scale the shorter side to ``resize_shorter`` then center-crop to ``size``
+    (torchvision ``Resize`` + ``CenterCrop``); ``stretch``: scale straight to ``size``."""
+
+    resize_shorter: int | None = Field(default=None, ge=1)
+    """``crop`` only: the shorter side before cropping (e.g. 256 for a 224 crop); defaults to
+    the larger of the two ``size`` dimensions, i.e. no margin is cut beyond the aspect ratio."""
+
+    mode: Literal["RGB", "L"] | None = None
+    """Colour mode: ``RGB`` (3 channels) or ``L`` (grayscale, 1 channel)."""
+
+    mean: list[float] | None = None
+    """Per-channel mean subtracted after scaling; ImageNet's for RGB, ``[0.0]`` for L."""
+
+    std: list[float] | None = None
+    """Per-channel std divided by after subtracting the mean; ImageNet's for RGB, ``[1.0]``
+    for L."""
+
+    scale: float = 1 / 255
+    """Multiplies raw 0..255 pixel values before normalising (``ToTensor`` divides by 255)."""
+
+    layout: Literal["NCHW", "NHWC"] | None = None
+    """Channel order of the input tensor; PyTorch models use NCHW (the default)."""
+
+    background: tuple[int, int, int] = (255, 255, 255)
+    """Transparent pixels (RGBA, LA, palette transparency) are composed over this colour."""
+
+    top_k: int = Field(default=5, ge=1)
+    """How many best classes each answer lists under ``top_k``."""
+
+    softmax: bool = True
+    """Apply softmax to the model's output; turn off when it already outputs probabilities."""
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> ImageSpec:
+        if self.size is not None and min(self.size) < 1:
+            raise ValueError("image.size must be positive")
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if values is not None and len(values) not in (1, 3):
+                raise ValueError(f"image.{key} needs 1 or 3 values")
+        if self.std is not None and any(v == 0 for v in self.std):
+            raise ValueError("image.std must not contain 0")
+        return self
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.mode == "L" else 3
+
+
+class TorchOptions(BaseModel):
+    """How the ``torch`` runtime builds and runs a model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    module: str | None = None
+    """``package.module:Class`` of the network whose state dict the artifact holds; leave
+    unset for a TorchScript file. The class must be importable by the server."""
+
+    module_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments the module class is built with before its weights are loaded."""
+
+    threads: int = Field(default=1, ge=1)
+    """Intra-op threads (process-wide in torch). One suits a server whose worker threads
+    already run requests in parallel; raise it for one large model on an idle machine."""
+
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    """``auto`` uses CUDA when torch sees a GPU, else the CPU."""
+
+
+class ONNXOptions(BaseModel):
+    """How the ``onnx`` runtime builds its onnxruntime session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    providers: list[str] | None = None
+    """onnxruntime execution providers in order of preference; default CUDA (when this
+    onnxruntime build has it) then CPU. Unavailable ones are skipped."""
+
+    threads: int = Field(default=1, ge=1)
+    """Intra-op threads of the session (see ``torch.threads``)."""
+
+
 class Manifest(BaseModel):
     """A model's manifest. Every field is optional: missing ones are inferred at load."""
 
@@ -116,6 +221,15 @@ class Manifest(BaseModel):
     inputs: list[FeatureSpec] | None = None
     class_names: list[str] | None = None
     """Display names aligned with the model's ``classes_``."""
+
+    image: ImageSpec | None = None
+    """Image models: how an uploaded picture becomes the model's input tensor."""
+
+    torch: TorchOptions = Field(default_factory=lambda: TorchOptions())
+    """``torch`` runtime only: how to build, place and thread the module."""
+
+    onnx: ONNXOptions = Field(default_factory=lambda: ONNXOptions())
+    """``onnx`` runtime only: execution providers and threads."""
 
     description: str | None = None
     trusted_types: list[str] = Field(default_factory=list)

@@ -15,6 +15,7 @@ from collections.abc import Collection
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
@@ -26,16 +27,22 @@ from .cache import PredictionCache
 from .cache import RedisCache
 from .cache import input_digest
 from .cache import redis_client
+from .codecs.encoded import decode_base64_image
 from .codecs.schema import array_schema
 from .codecs.schema import object_schema
 from .codecs.seed import SeedCodec
 from .codecs.seed import parse_json
+from .codecs.v2 import RequestInput
 from .codecs.v2 import V2Codec
 from .codecs.v2 import decode_request
 from .codecs.v2 import encode_response
 from .errors import InferenceError
+from .errors import InvalidInput
 from .errors import ModelNotFound
+from .errors import PayloadTooLarge
 from .errors import ServerBusy
+from .manifest import ImageSpec
+from .postprocess import classify
 from .repository import ModelRepository
 from .repository import ModelVersion
 from .repository import ReloadReport
@@ -44,6 +51,9 @@ from .types import TABULAR_INPUT
 from .types import Feature
 from .types import Signature
 from .types import TensorDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .codecs.image import ImageTransform
 
 
 class InferenceService:
@@ -62,6 +72,7 @@ class InferenceService:
         self._batchers: dict[ModelVersion, Batcher] = {}
         self._caches: dict[ModelVersion, PredictionCache] = {}
         self._v2_codecs: dict[ModelVersion, V2Codec] = {}
+        self._image_transforms: dict[ModelVersion, ImageTransform] = {}
 
     def load(self) -> None:
         """Load every model version now (called once at start-up, never per request)."""
@@ -95,6 +106,7 @@ class InferenceService:
         with self._codec_lock:
             self._codecs.pop(mv, None)
             self._v2_codecs.pop(mv, None)
+            self._image_transforms.pop(mv, None)
             batcher = self._batchers.pop(mv, None)
             cache = self._caches.pop(mv, None)
         if batcher is not None:
@@ -109,7 +121,11 @@ class InferenceService:
         }
         with self._codec_lock:
             known = (
-                set(self._codecs) | set(self._v2_codecs) | set(self._batchers) | set(self._caches)
+                set(self._codecs)
+                | set(self._v2_codecs)
+                | set(self._batchers)
+                | set(self._caches)
+                | set(self._image_transforms)
             )
         for mv in known - live:
             self.release(mv)
@@ -161,10 +177,20 @@ class InferenceService:
         return self.repository.get(name, version)
 
     def codec(self, mv: ModelVersion) -> SeedCodec:
-        """The version's seed codec, built once (validators are compiled at build)."""
+        """The version's seed codec, built once (validators are compiled at build).
+
+        :raises InvalidInput: when the version is not a tabular model.
+        """
         codec = self._codecs.get(mv)
         if codec is None:
             assert mv.signature is not None
+            if mv.signature.kind != "tabular":
+                raise InvalidInput(
+                    f"Model {mv.name!r} is an {mv.signature.kind} model, not a tabular one: "
+                    f"use /models/{mv.name}/predict_image"
+                    if mv.signature.kind == "image"
+                    else f"Model {mv.name!r} takes tensors, not named features: use /v2"
+                )
             with self._codec_lock:
                 codec = self._codecs.get(mv)
                 if codec is None:
@@ -244,6 +270,119 @@ class InferenceService:
         out["version"] = mv.version
         return out
 
+    # -- images -----------------------------------------------------------------------------
+
+    def image_transform(self, mv: ModelVersion) -> ImageTransform:
+        """The version's image preprocessing, built once from its resolved ``image`` spec.
+
+        :raises InvalidInput: when the version is not an image model.
+        """
+        transform = self._image_transforms.get(mv)
+        if transform is None:
+            # Pillow is the optional ``images`` extra: imported once an image model is used.
+            from .codecs.image import ImageTransform
+
+            spec = _image_spec(mv)
+            assert spec.size is not None and spec.mode is not None and spec.layout is not None
+            transform = ImageTransform(
+                size=spec.size,
+                mode=spec.mode,
+                resize=spec.resize,
+                resize_shorter=spec.resize_shorter,
+                mean=tuple(spec.mean or ()),
+                std=tuple(spec.std or ()),
+                scale=spec.scale,
+                layout=spec.layout,
+                background=spec.background,
+            )
+            # Built outside a lock: two threads may both build it, and either copy is right.
+            self._image_transforms[mv] = transform
+        return transform
+
+    def infer_images(
+        self, mv: ModelVersion, images: Sequence[bytes], outputs: Sequence[str] | None = None
+    ) -> TensorDict:
+        """Decode raw image files, one per batch row, and run the model on them.
+
+        The entry point for any transport that carries encoded images (the seed's image
+        routes, V2 ``BYTES`` inputs); returns the model's own outputs, by name.
+
+        :raises InvalidInput: not an image model, or an image is corrupt or truncated.
+        :raises UnsupportedMediaType: an item is not a supported image format.
+        :raises PayloadTooLarge: too many images, or one declares too many pixels.
+        """
+        transform = self.image_transform(mv)
+        if not images:
+            raise InvalidInput("No image was sent")
+        limit = self.settings.max_images_per_request
+        if len(images) > limit:
+            raise PayloadTooLarge(
+                f"{len(images)} images is more than the {limit} allowed per request "
+                "(MODELSERVE_MAX_IMAGES_PER_REQUEST)"
+            )
+        assert mv.signature is not None
+        with self.incoming(mv):
+            batch = transform.batch(images, self.settings.max_image_pixels)
+            return self.infer(mv, {mv.signature.tensor_inputs[0].name: batch}, outputs)
+
+    def classify_images(
+        self, name: str | None, version: str | None, images: Sequence[bytes]
+    ) -> dict[str, Any]:
+        """Classify image files (the seed's ``/predict_image``).
+
+        One image answers ``{"predicted_class", "confidence", "all_probabilities", "top_k"}``;
+        several answer ``{"predictions": [...]}`` with one such object per image, in order.
+        """
+        mv = self.resolve(name, version)
+        spec = _image_spec(mv)
+        assert mv.signature is not None and mv.signature.classes is not None
+        scores_name = mv.signature.tensor_outputs[0].name
+        scores = self.infer_images(mv, images, [scores_name])[scores_name]
+        sig = mv.signature
+        names = sig.class_names or tuple(str(c) for c in sig.classes or ())
+        answers = classify(scores, names, spec.top_k, spec.softmax)
+        body: dict[str, Any]
+        if len(answers) == 1:
+            body = answers[0]
+        else:
+            body = {"predictions": [{"instance_id": i, **a} for i, a in enumerate(answers)]}
+        body.update(model=mv.name, version=mv.version, status="success")
+        return body
+
+    def image_metadata(self, mv: ModelVersion) -> dict[str, Any]:
+        """What an image model takes and gives, replacing the tabular metadata fields."""
+        assert mv.signature is not None
+        base = f"/models/{mv.name}/versions/{mv.version}"
+        return {
+            "kind": "image",
+            "inputs": [s.to_dict() for s in mv.signature.tensor_inputs],
+            "outputs": [s.to_dict() for s in mv.signature.tensor_outputs],
+            "image": _image_spec(mv).model_dump(mode="json"),
+            "input_schema": None,
+            "input_schema_array": None,
+            "example": None,
+            "routes": [f"{base}/predict_image", f"{base}/predict_image_base64"],
+        }
+
+    def classify_images_base64(
+        self, name: str | None, version: str | None, body: bytes
+    ) -> dict[str, Any]:
+        """Classify ``{"image": "<base64 or data: URL>"}`` or ``{"images": [...]}``."""
+        payload = parse_json(body)
+        if isinstance(payload, dict) and "image" in payload:
+            images = [decode_base64_image(payload["image"])]
+        elif isinstance(payload, dict) and isinstance(payload.get("images"), list):
+            images = [
+                decode_base64_image(item, f"images[{i}]")
+                for i, item in enumerate(payload["images"])
+            ]
+        else:
+            raise InvalidInput(
+                'Expected a JSON object {"image": "<base64>"} (or {"images": [...]})',
+                [{"path": "image", "message": "is required"}],
+            )
+        return self.classify_images(name, version, images)
+
     # -- metadata ---------------------------------------------------------------------------
 
     def health(self) -> tuple[dict[str, Any], bool]:
@@ -293,7 +432,7 @@ class InferenceService:
         entry = self.repository.find_entry(mv.name)
         assert mv.signature is not None and mv.runtime is not None and entry is not None
         sig = mv.signature
-        return {
+        body = {
             "name": mv.name,
             "version": mv.version,
             "versions": sorted(entry.versions, key=int),
@@ -310,6 +449,9 @@ class InferenceService:
             "input_schema_array": array_schema(sig),
             "example": sample_instance(sig),
         }
+        if sig.kind == "image":
+            body.update(self.image_metadata(mv))
+        return body
 
     # -- open inference protocol ------------------------------------------------------------
 
@@ -381,7 +523,11 @@ class InferenceService:
         codec = self.v2_codec(mv)
         request = decode_request(body, header_length)
         wanted = codec.check_outputs(request.outputs)
-        result = self.infer(mv, codec.model_inputs(request.inputs), wanted)
+        images = _encoded_images(mv, request.inputs)
+        if images is not None:
+            result = self.infer_images(mv, images, wanted)
+        else:
+            result = self.infer(mv, codec.model_inputs(request.inputs), wanted)
         binary = (
             {o.name: o.binary for o in request.outputs}
             if request.outputs is not None
@@ -444,6 +590,20 @@ class InferenceService:
             self.peer_notifier()
 
 
+def _encoded_images(mv: ModelVersion, inputs: Sequence[RequestInput]) -> list[bytes] | None:
+    """Image files sent to an image model as one V2 ``BYTES`` tensor (one file per row):
+    raw bytes with the binary extension, base64 strings in JSON. ``None`` otherwise."""
+    if mv.signature is None or mv.signature.kind != "image" or len(inputs) != 1:
+        return None
+    tensor = inputs[0]
+    if tensor.datatype != "BYTES":
+        return None
+    return [
+        item if isinstance(item, bytes) else decode_base64_image(str(item), f"{tensor.name}[{i}]")
+        for i, item in enumerate(tensor.data.reshape(-1).tolist())
+    ]
+
+
 def sample_instance(signature: Signature) -> dict[str, Any]:
     """A valid example instance: enum values, in-range numbers; used by docs and `validate`."""
     return {f.name: _sample_value(f) for f in signature.features}
@@ -466,3 +626,18 @@ def _sample_value(feature: Feature) -> Any:
     else:
         value = 0.0
     return int(np.ceil(value)) if feature.type == "integer" else float(value)
+
+
+def _image_spec(mv: ModelVersion) -> ImageSpec:
+    """The resolved preprocessing of an image model.
+
+    :raises InvalidInput: when ``mv`` is not an image model.
+    """
+    assert mv.signature is not None
+    spec = mv.signature.extra.get("image")
+    if mv.signature.kind != "image" or not isinstance(spec, ImageSpec):
+        use = "/predict or /predict_batch" if mv.signature.kind == "tabular" else "/v2"
+        raise InvalidInput(
+            f"Model {mv.name!r} is a {mv.signature.kind} model, not an image model: use {use}"
+        )
+    return spec

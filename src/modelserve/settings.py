@@ -104,6 +104,13 @@ class ServerSettings(BaseSettings):
     allow_extra_fields: bool = False
     """Accept (and ignore) JSON fields that are not model features, instead of a 400."""
 
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    """Largest width x height an uploaded image may declare; larger ones get 413 before
+    any pixel is decoded (a small PNG can claim gigapixels: a decompression bomb)."""
+
+    max_images_per_request: int = Field(default=64, ge=1)
+    """Most images one ``/predict_image`` request may carry; more get 413."""
+
     require_sha256: bool = False
     """Refuse to load an artifact whose sha256 is not pinned in its manifest."""
 

@@ -35,12 +35,23 @@ def validate_repository(
                 echo(f"FAIL {mv.name} v{mv.version}: {mv.error}")
                 continue
             assert mv.signature is not None
-            sample = sample_instance(mv.signature)
+            image = mv.signature.kind == "image"
             try:
-                answer = service.predict_one(mv.name, mv.version, orjson.dumps(sample))
+                if image:
+                    answer = service.classify_images(mv.name, mv.version, [_sample_image()])
+                else:
+                    sample = orjson.dumps(sample_instance(mv.signature))
+                    answer = service.predict_one(mv.name, mv.version, sample)
             except ModelServeError as exc:
                 ok = False
                 echo(f"FAIL {mv.name} v{mv.version}: sample prediction failed: {exc.message}")
+                continue
+            if image:
+                n_classes = len(mv.signature.classes or ())
+                echo(
+                    f"ok   {mv.name} v{mv.version}: image model, {n_classes} classes, "
+                    f"sample prediction {answer['predicted_class']!r}"
+                )
                 continue
             echo(
                 f"ok   {mv.name} v{mv.version}: {len(mv.signature.features)} features, "
@@ -70,7 +81,8 @@ def write_entry_manifest(entry: ModelEntry, mv: ModelVersion, settings: ServerSe
     update: dict[str, object] = {
         "runtime": current.runtime or (mv.runtime.name if mv.runtime else None),
         "task": current.task or sig.task,
-        "inputs": current.inputs or [FeatureSpec.model_validate(f.to_dict()) for f in sig.features],
+        "inputs": current.inputs
+        or ([FeatureSpec.model_validate(f.to_dict()) for f in sig.features] or None),
         "sha256": pins,
     }
     if single_file:
@@ -80,3 +92,14 @@ def write_entry_manifest(entry: ModelEntry, mv: ModelVersion, settings: ServerSe
     manifest: Manifest = current.model_copy(update=update)
     target.write_text(dump_manifest(manifest), encoding="utf-8")
     return target
+
+
+def _sample_image() -> bytes:
+    """A small white PNG: any image model must answer it (the preprocessing resizes it)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (255, 255, 255)).save(buf, "PNG")
+    return buf.getvalue()

@@ -27,7 +27,10 @@ def index() -> Response:
                 "models": "/models",
                 "predict": "/predict",
                 "predict_batch": "/predict_batch",
-                "per_model": "/models/<name>[/versions/<version>]/{predict,predict_batch}",
+                "predict_image": "/predict_image",
+                "predict_image_base64": "/predict_image_base64",
+                "per_model": "/models/<name>[/versions/<version>]/"
+                "{predict,predict_batch,predict_image,predict_image_base64}",
                 "v2": "/v2 (Open Inference Protocol: /v2/models/<name>[/versions/<v>]/infer)",
             },
         }

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask import Response
+from flask import request
 
+from ..errors import InvalidInput
+from ..errors import UnsupportedMediaType
 from ._json import get_service
 from ._json import json_body
 from ._json import json_response
 
 bp = Blueprint("predict", __name__)
+
+#: The multipart field the seed's ``/predict_image`` reads the image file from.
+IMAGE_FIELD = "image"
 
 
 @bp.post("/predict")
@@ -26,3 +32,46 @@ def predict(name: str | None = None, version: str | None = None) -> Response:
 def predict_batch(name: str | None = None, version: str | None = None) -> Response:
     """Score ``{"instances": [...]}``: objects of named features or lists in feature order."""
     return json_response(get_service().predict_batch(name, version, json_body()))
+
+
+@bp.post("/predict_image")
+@bp.post("/models/<name>/predict_image")
+@bp.post("/models/<name>/versions/<version>/predict_image")
+def predict_image(name: str | None = None, version: str | None = None) -> Response:
+    """Classify the image file(s) in multipart field ``image``; several files are a batch.
+
+    A raw body with an ``image/*`` content type is accepted too (``curl --data-binary``).
+    """
+    return json_response(get_service().classify_images(name, version, _uploaded_images()))
+
+
+@bp.post("/predict_image_base64")
+@bp.post("/models/<name>/predict_image_base64")
+@bp.post("/models/<name>/versions/<version>/predict_image_base64")
+def predict_image_base64(name: str | None = None, version: str | None = None) -> Response:
+    """Classify ``{"image": "<base64 or data: URL>"}`` (or ``{"images": [...]}``)."""
+    return json_response(get_service().classify_images_base64(name, version, json_body()))
+
+
+def _uploaded_images() -> list[bytes]:
+    """The bytes of every uploaded image, or a 400/415 that says how to send one."""
+    mimetype = request.mimetype
+    if mimetype.startswith("image/"):
+        return [request.get_data(cache=False)]
+    if mimetype != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"Send the image as multipart/form-data in field {IMAGE_FIELD!r} "
+            f"(got Content-Type {mimetype or 'none'})",
+            [{"path": "Content-Type", "message": f"{mimetype or 'none'} is not supported here"}],
+        )
+    # Reading request.files parses the body; werkzeug raises 413 there for bodies over
+    # MAX_CONTENT_LENGTH, before any image is decoded.
+    files = request.files.getlist(IMAGE_FIELD)
+    if not files:
+        sent = sorted(set(request.files) | set(request.form))
+        got = f" (got field(s): {', '.join(sent)})" if sent else ""
+        raise InvalidInput(
+            f"No file in multipart field {IMAGE_FIELD!r}{got}",
+            [{"path": IMAGE_FIELD, "message": "is required"}],
+        )
+    return [f.read() for f in files]

@@ -11,6 +11,8 @@ from .base import Runtime
 #: runtime name -> ("module:Class", the extra that provides its dependencies)
 _RUNTIMES: dict[str, tuple[str, str]] = {
     "sklearn": ("modelserve.runtimes.sklearn:SKLearnRuntime", "sklearn"),
+    "onnx": ("modelserve.runtimes.onnx:ONNXRuntime", "onnx"),
+    "torch": ("modelserve.runtimes.torch:TorchRuntime", "torch"),
 }
 #: file extension -> runtime name, for manifests (or single files) that name no runtime.
 _EXTENSIONS: dict[str, str] = {
@@ -18,6 +20,10 @@ _EXTENSIONS: dict[str, str] = {
     ".pickle": "sklearn",
     ".joblib": "sklearn",
     ".skops": "sklearn",
+    ".onnx": "onnx",
+    ".pt": "torch",
+    ".pth": "torch",
+    ".torchscript": "torch",
 }
 
 
