@@ -43,9 +43,15 @@ MLSERVER_REQUIREMENTS = [
     "uvloop==0.21.0",
 ]
 BENTOML_REQUIREMENTS = [f"bentoml=={BENTOML_VERSION}"]
-#: Adaptive batching: MLServer waits up to 5 ms for up to 64 requests, BentoML up to 10 ms.
+#: Adaptive batching: MLServer waits up to 5 ms for up to 64 requests.
 MLSERVER_BATCHING = {"max_batch_size": 64, "max_batch_time": 0.005}
-BENTOML_BATCHING = {"max_batch_size": 64, "max_latency_ms": 10}
+#: BentoML's max_latency_ms is a deadline: a request its dispatcher cannot serve in time is
+#: refused with 503. 10 ms is the configuration asked for; with a ~6 ms forest call on one core
+#: it refuses most requests at 64 connections, so a 1 s deadline shows the batcher unhindered.
+BENTOML_BATCHINGS = [
+    {"max_batch_size": 64, "max_latency_ms": 10},
+    {"max_batch_size": 64, "max_latency_ms": 1000},
+]
 
 FOREST_ROW, IRIS_ROW, FOREST_BATCH = "forest /predict", "iris /predict", "forest /predict_batch 100"
 #: (workload, connections) in order; the same runs as modelserve's own.
@@ -317,16 +323,16 @@ def _bentoml_targets(
             expected=np.asarray(model.predict_proba(x)),
         )
     targets = []
-    for label, batching, runs in (
-        ("plain", None, PLAIN_RUNS),
-        (
-            f"batching {BENTOML_BATCHING['max_batch_size']}, "
-            f"{BENTOML_BATCHING['max_latency_ms']} ms",
-            BENTOML_BATCHING,
-            BATCHING_RUNS,
-        ),
-    ):
-        folder = PEERS / ("bentoml-batching" if batching else "bentoml-plain")
+    configurations: list[tuple[str, dict[str, int] | None, list[tuple[str, int]]]] = [
+        ("plain", None, PLAIN_RUNS)
+    ]
+    for options in BENTOML_BATCHINGS:
+        size, ms = options["max_batch_size"], options["max_latency_ms"]
+        configurations.append((f"batching {size}, {ms} ms", options, BATCHING_RUNS))
+    for label, batching, runs in configurations:
+        folder = PEERS / (
+            f"bentoml-batching-{batching['max_latency_ms']}ms" if batching else "bentoml-plain"
+        )
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)

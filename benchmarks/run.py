@@ -11,6 +11,7 @@ Usage (from the repository root, after the README's dev install)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -267,20 +268,44 @@ class Server:
         self.stop()
         raise RuntimeError(f"{self.name} did not start in {timeout:.0f} s: {self._error_text()}")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server's whole process group."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
+    def _processes(self) -> dict[int, tuple[int, int]]:
+        """pid -> (user + system ticks, 1 if in the server's tree) for every live process.
+
+        The tree is the server's process group plus every descendant: BentoML's workers start
+        in sessions of their own, so the process group alone misses them.
+        """
+        stats: dict[int, list[str]] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
+                stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, ValueError):
                 continue
-            if int(fields[2]) == self.proc.pid:  # process group id
-                total += int(fields[11]) + int(fields[12])
-        return total / tick
+        root = self.proc.pid
+
+        def inside(pid: int) -> bool:
+            seen = set()
+            while pid in stats and pid not in seen:
+                seen.add(pid)
+                fields = stats[pid]
+                if pid == root or int(fields[2]) == root:  # the server, or its process group
+                    return True
+                pid = int(fields[1])  # parent
+            return False
+
+        return {
+            pid: (int(fields[11]) + int(fields[12]), int(inside(pid)))
+            for pid, fields in stats.items()
+        }
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server's process group and all its descendants."""
+        tick = os.sysconf("SC_CLK_TCK")
+        return sum(t for t, mine in self._processes().values() if mine) / tick
 
     def stop(self) -> None:
+        """SIGTERM to the process group, SIGKILL after ``stop_timeout``; then any descendant
+        that lives in a group of its own and outlived its parent's shutdown is killed too."""
+        strays = [pid for pid, (_, mine) in self._processes().items() if mine]
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=self.stop_timeout)
@@ -290,6 +315,10 @@ class Server:
         except ProcessLookupError:
             pass
         finally:
+            for pid in strays:
+                if pid != self.proc.pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             if self._log is not None:
                 self._log.close()
 
@@ -531,6 +560,14 @@ def render(
         "",
         f"Machine: {os.cpu_count()} cores ({cpu}); Python {platform.python_version()}; {pkgs}.",
         f"Servers pinned to core {SERVER_CPU}, wrk (1 thread) to core {LOAD_CPU}, loopback only.",
+        *(
+            [
+                "Peers (MLServer, BentoML): one process or worker each, in their own venvs, on "
+                "the same artifacts; see benchmarks/peers/README.md."
+            ]
+            if any(r.target.startswith(PEER_PREFIXES) for r in results) or problems
+            else []
+        ),
         "",
         "| workload | target | conns | req/s | rows/s | p50 ms | p99 ms | p99.9 ms "
         "| CPU ms/req | errors |",
@@ -575,7 +612,7 @@ def render(
     if ratios:
         lines += ["", *ratios]
     if problems:
-        lines += ["", *(f"- Not measured: {p.splitlines()[0][:300]}" for p in problems)]
+        lines += ["", *(f"- Peer problem: {p.splitlines()[0][:300]}" for p in problems)]
     return "\n".join(lines) + "\n"
 
 
