@@ -1,11 +1,13 @@
-"""Load benchmark: modelserve vs the in-process model, the tutorial's naive app and the lean app.
+"""Load benchmark: modelserve vs the in-process model, the tutorial's naive app, the lean app,
+and peer model servers (Seldon MLServer and BentoML, see ``benchmarks/peers/README.md``).
 
 Bounded and loopback-only: each server is pinned to core 0 with taskset, wrk to core 1, and
-every load run stops after ``--duration`` seconds. Writes the tables into BENCHMARKS.md.
+every load run stops after ``--duration`` seconds. Writes the tables into BENCHMARKS.md. The
+first run installs the peers into their own venvs under ``benchmarks/.cache/venvs/``.
 
 Usage (from the repository root, after the README's dev install)::
 
-    python -m benchmarks.run [--duration 8] [--quick]
+    python -m benchmarks.run [--duration 8] [--quick] [--no-peers | --only peers|baselines]
 """
 
 from __future__ import annotations
@@ -254,6 +256,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.stop()  # its children, if any, and the log file
                 raise RuntimeError(f"{self.name} exited: {self._error_text()}")
             try:
                 with urllib.request.urlopen(self.url + path, timeout=2) as answer:
@@ -476,6 +479,7 @@ def under_load(
             problems.append(f"{name}: not measured: {exc}")
             print(f"  {name}: NOT MEASURED: {exc}", flush=True)
             continue
+        measured = 0
         try:
             if target.check is not None:
                 target.check(server.url)  # one correct answer per workload before any load
@@ -488,11 +492,13 @@ def under_load(
                     flush=True,
                 )
                 results.append(result)
+                measured += 1
         except RuntimeError as exc:
             if target.check is None:
                 raise
-            problems.append(f"{name}: stopped: {exc}")
-            print(f"  {name}: STOPPED: {exc}", flush=True)
+            what = f"stopped after {measured} run(s)" if measured else "not measured"
+            problems.append(f"{name}: {what}: {exc}")
+            print(f"  {name}: {what.upper()}: {exc}", flush=True)
         finally:
             server.stop()
     return results
@@ -601,7 +607,9 @@ def render(
             if ours and other:
                 ratio = ours.req_per_s / other.req_per_s
                 ratios.append(f"- {workload}, {conns} conns: modelserve / {label} = {ratio:.2f}x")
-    peer_names = sorted({r.target for r in results if r.target.startswith(PEER_PREFIXES)})
+    peer_names = list(
+        dict.fromkeys(r.target for r in results if r.target.startswith(PEER_PREFIXES))
+    )
     for workload, conns in (("forest /predict", 64), ("iris /predict", 64)):
         ours = by.get((workload, ours_name, conns))
         for target in peer_names:
