@@ -616,7 +616,10 @@ def render(
             other = by.get((workload, target, conns))
             if ours and other and other.req_per_s:
                 ratio = ours.req_per_s / other.req_per_s
-                ratios.append(f"- {workload}, {conns} conns: modelserve / {target} = {ratio:.2f}x")
+                refused = f" ({other.errors:,} errors there)" if other.errors else ""
+                ratios.append(
+                    f"- {workload}, {conns} conns: modelserve / {target} = {ratio:.2f}x{refused}"
+                )
     if ratios:
         lines += ["", *ratios]
     if problems:
