@@ -1,16 +1,19 @@
-"""Load benchmark: modelserve vs the in-process model, the tutorial's naive app and the lean app.
+"""Load benchmark: modelserve vs the in-process model, the tutorial's naive app, the lean app,
+and peer model servers (Seldon MLServer and BentoML, see ``benchmarks/peers/README.md``).
 
 Bounded and loopback-only: each server is pinned to core 0 with taskset, wrk to core 1, and
-every load run stops after ``--duration`` seconds. Writes the tables into BENCHMARKS.md.
+every load run stops after ``--duration`` seconds. Writes the tables into BENCHMARKS.md. The
+first run installs the peers into their own venvs under ``benchmarks/.cache/venvs/``.
 
 Usage (from the repository root, after the README's dev install)::
 
-    python -m benchmarks.run [--duration 8] [--quick]
+    python -m benchmarks.run [--duration 8] [--quick] [--no-peers | --only peers|baselines]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -24,18 +27,24 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from dataclasses import dataclass
+from dataclasses import field
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
 import orjson
+
+if TYPE_CHECKING:
+    from benchmarks.peers import PeerTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache"
 LUA = ROOT / "benchmarks" / "wrk_report.lua"
 MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
 SERVER_CPU, LOAD_CPU = "0", "1"
+PEER_PREFIXES = ("MLServer", "BentoML")
 
 
 @dataclass
@@ -179,61 +188,142 @@ def _free_port() -> int:
 
 
 class Server:
-    """A server process pinned to the server core; stopped on exit."""
+    """A server process pinned to the server core; stopped on exit.
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], ready_path: str) -> None:
+    ``{port}`` in ``argv`` or in an ``env`` value is the port the server must listen on;
+    ``{port1}``, ``{port2}``, ... are further free ports (for servers that open several, like
+    MLServer's gRPC and metrics ports). By default any HTTP answer on ``ready_path`` means ready;
+    ``ready_status`` asks for that exact status instead. ``log_path`` sends the server's stdout
+    and stderr to a file (a chatty server cannot block on a full pipe); without it stderr is kept
+    in a pipe for the error message, as before.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        ready_path: str,
+        *,
+        ready_status: int | None = None,
+        start_timeout: float = 60.0,
+        stop_timeout: float = 30.0,
+        log_path: Path | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", **env}
-        argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.stop_timeout = stop_timeout
+        self.log_path = log_path
+        ports = {"port": self.port}
+
+        def expand(text: str) -> str:
+            def port(match: re.Match[str]) -> str:
+                key = match.group(1)
+                if key not in ports:
+                    ports[key] = _free_port()
+                return str(ports[key])
+
+            return re.sub(r"\{(port\d*)\}", port, text)
+
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+            **{k: expand(v) for k, v in env.items()},
+        }
+        argv = [expand(a) for a in argv]
+        self._log = log_path.open("wb") if log_path else None
         self.proc = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, *argv],
             env=full_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            cwd=cwd,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=self._log or subprocess.PIPE,
             start_new_session=True,
         )
-        self._wait(ready_path)
+        self._wait(ready_path, ready_status, start_timeout)
 
-    def _wait(self, path: str) -> None:
+    def _error_text(self) -> str:
+        if self.log_path is not None:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        return self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+
+    def _wait(self, path: str, status: int | None = None, timeout: float = 60.0) -> None:
         import urllib.error
         import urllib.request
 
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"{self.name} exited: {err[-2000:]}")
+                self.stop()  # its children, if any, and the log file
+                raise RuntimeError(f"{self.name} exited: {self._error_text()}")
             try:
-                urllib.request.urlopen(self.url + path, timeout=2)
-                return
-            except urllib.error.HTTPError:
-                return  # it answers: a 405 on GET /predict means the app is up
+                with urllib.request.urlopen(self.url + path, timeout=2) as answer:
+                    if status is None or answer.status == status:
+                        return
+            except urllib.error.HTTPError as exc:
+                if status is None or exc.code == status:
+                    return  # it answers: a 405 on GET /predict means the app is up
+                time.sleep(0.2)
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"{self.name} did not start")
+        raise RuntimeError(f"{self.name} did not start in {timeout:.0f} s: {self._error_text()}")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server's whole process group."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
+    def _processes(self) -> dict[int, tuple[int, int]]:
+        """pid -> (user + system ticks, 1 if in the server's tree) for every live process.
+
+        The tree is the server's process group plus every descendant: BentoML's workers start
+        in sessions of their own, so the process group alone misses them.
+        """
+        stats: dict[int, list[str]] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
+                stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, ValueError):
                 continue
-            if int(fields[2]) == self.proc.pid:  # process group id
-                total += int(fields[11]) + int(fields[12])
-        return total / tick
+        root = self.proc.pid
+
+        def inside(pid: int) -> bool:
+            seen = set()
+            while pid in stats and pid not in seen:
+                seen.add(pid)
+                fields = stats[pid]
+                if pid == root or int(fields[2]) == root:  # the server, or its process group
+                    return True
+                pid = int(fields[1])  # parent
+            return False
+
+        return {
+            pid: (int(fields[11]) + int(fields[12]), int(inside(pid)))
+            for pid, fields in stats.items()
+        }
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server's process group and all its descendants."""
+        tick = os.sysconf("SC_CLK_TCK")
+        return sum(t for t, mine in self._processes().values() if mine) / tick
 
     def stop(self) -> None:
+        """SIGTERM to the process group, SIGKILL after ``stop_timeout``; then any descendant
+        that lives in a group of its own and outlived its parent's shutdown is killed too."""
+        strays = [pid for pid, (_, mine) in self._processes().items() if mine]
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+            self.proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        finally:
+            for pid in strays:
+                if pid != self.proc.pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            if self._log is not None:
+                self._log.close()
 
 
 def wrk(server: Server, path: str, body: Path, connections: int, seconds: int) -> dict[str, Any]:
@@ -285,7 +375,21 @@ def load_result(
     )
 
 
-def under_load(prep: dict[str, Any], seconds: int, quick: bool) -> list[Result]:
+def under_load(
+    prep: dict[str, Any],
+    seconds: int,
+    quick: bool,
+    *,
+    peers: bool = True,
+    only: str | None = None,
+    problems: list[str] | None = None,
+) -> list[Result]:
+    """Every server target under wrk; with ``peers``, MLServer and BentoML too (``peers.py``).
+
+    ``only`` is ``"peers"`` or ``"baselines"`` (modelserve and the apps in ``baselines/``).
+    A peer that will not install, start or answer correctly is reported in ``problems`` (and
+    printed), never timed; one of our own servers failing stops the run.
+    """
     gunicorn = [
         sys.executable,
         "-m",
@@ -297,7 +401,7 @@ def under_load(prep: dict[str, Any], seconds: int, quick: bool) -> list[Result]:
     ]
     gthread = ["--worker-class", "gthread", "--workers", "2", "--threads", "8"]
     bodies = prep["bodies"]
-    targets: list[tuple[str, list[str], dict[str, str], list[tuple[str, str, str, int, int]]]] = [
+    tuples: list[tuple[str, list[str], dict[str, str], list[tuple[str, str, str, int, int]]]] = [
         (
             "modelserve (gunicorn 2x8)",
             [
@@ -349,24 +453,92 @@ def under_load(prep: dict[str, Any], seconds: int, quick: bool) -> list[Result]:
             [("forest /predict", "/predict", "forest_row", 1, 64)],
         ),
     ]
+    targets = [
+        LoadTarget(name, argv, env, [(w, path, bodies[b], rows, c) for w, path, b, rows, c in runs])
+        for name, argv, env, runs in tuples
+    ]
+    if only == "peers":
+        targets = []
+    if peers and only != "baselines":
+        from benchmarks.peers import peer_targets
+
+        print("  preparing peers (first run installs them into benchmarks/.cache/venvs) ...")
+        targets += [_peer_load_target(t) for t in peer_targets(prep)]
+    problems = [] if problems is None else problems
     results = []
-    for name, argv, env, runs in targets:
-        if quick:
-            runs = runs[:1]
-        server = Server(name, argv, env, "/predict")
+    for target in targets:
+        name = target.name
+        runs = target.runs[:1] if quick else target.runs
         try:
+            if target.error is not None:
+                raise RuntimeError(target.error)
+            server = Server(name, target.argv, target.env, target.ready_path, **target.options)
+        except RuntimeError as exc:
+            if target.check is None:
+                raise
+            problems.append(f"{name}: not measured: {exc}")
+            print(f"  {name}: NOT MEASURED: {exc}", flush=True)
+            continue
+        measured = 0
+        try:
+            if target.check is not None:
+                target.check(server.url)  # one correct answer per workload before any load
             for workload, path, body, rows, conns in runs:
-                wrk(server, path, bodies[body], conns, 2)  # warm-up
-                stats = wrk(server, path, bodies[body], conns, seconds)
+                wrk(server, path, body, conns, 2)  # warm-up
+                stats = wrk(server, path, body, conns, seconds)
                 result = load_result(workload, name, rows, conns, stats)
                 print(
                     f"  {workload:28} {name:42} c={conns:<3} {result.req_per_s:9.1f} req/s",
                     flush=True,
                 )
                 results.append(result)
+                measured += 1
+        except RuntimeError as exc:
+            if target.check is None:
+                raise
+            what = f"stopped after {measured} run(s)" if measured else "not measured"
+            problems.append(f"{name}: {what}: {exc}")
+            print(f"  {name}: {what.upper()}: {exc}", flush=True)
         finally:
             server.stop()
     return results
+
+
+@dataclass
+class LoadTarget:
+    """One server configuration and the wrk runs to make against it."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    runs: list[tuple[str, str, Path, int, int]]  # workload, URL path, body, rows, connections
+    ready_path: str = "/predict"
+    options: dict[str, Any] = field(default_factory=dict)  # more keyword arguments for Server
+    check: Callable[[str], None] | None = None  # given the base URL; raises on a wrong answer
+    error: str | None = None  # the target could not be prepared: report, do not start
+
+
+def _peer_load_target(peer: PeerTarget) -> LoadTarget:
+    runs = []
+    for workload, conns in peer.runs:
+        spec = peer.workloads[workload]
+        runs.append((workload, spec.path, spec.body, spec.rows, conns))
+    return LoadTarget(
+        name=peer.name,
+        argv=peer.argv,
+        env=peer.env,
+        runs=runs,
+        ready_path=peer.ready_path,
+        options={
+            "ready_status": peer.ready_status,
+            "start_timeout": peer.start_timeout,
+            "stop_timeout": peer.stop_timeout,
+            "log_path": peer.log_path,
+            "cwd": peer.cwd,
+        },
+        check=peer.check,
+        error=peer.error,
+    )
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -376,7 +548,9 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:,.{digits}f}"
 
 
-def render(results: list[Result], command: str, seconds: int) -> str:
+def render(
+    results: list[Result], command: str, seconds: int, problems: list[str] | None = None
+) -> str:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -392,6 +566,14 @@ def render(results: list[Result], command: str, seconds: int) -> str:
         "",
         f"Machine: {os.cpu_count()} cores ({cpu}); Python {platform.python_version()}; {pkgs}.",
         f"Servers pinned to core {SERVER_CPU}, wrk (1 thread) to core {LOAD_CPU}, loopback only.",
+        *(
+            [
+                "Peers (MLServer, BentoML): one process or worker each, in their own venvs, on "
+                "the same artifacts; see benchmarks/peers/README.md."
+            ]
+            if any(r.target.startswith(PEER_PREFIXES) for r in results) or problems
+            else []
+        ),
         "",
         "| workload | target | conns | req/s | rows/s | p50 ms | p99 ms | p99.9 ms "
         "| CPU ms/req | errors |",
@@ -425,8 +607,23 @@ def render(results: list[Result], command: str, seconds: int) -> str:
             if ours and other:
                 ratio = ours.req_per_s / other.req_per_s
                 ratios.append(f"- {workload}, {conns} conns: modelserve / {label} = {ratio:.2f}x")
+    peer_names = list(
+        dict.fromkeys(r.target for r in results if r.target.startswith(PEER_PREFIXES))
+    )
+    for workload, conns in (("forest /predict", 64), ("iris /predict", 64)):
+        ours = by.get((workload, ours_name, conns))
+        for target in peer_names:
+            other = by.get((workload, target, conns))
+            if ours and other and other.req_per_s:
+                ratio = ours.req_per_s / other.req_per_s
+                refused = f" ({other.errors:,} errors there)" if other.errors else ""
+                ratios.append(
+                    f"- {workload}, {conns} conns: modelserve / {target} = {ratio:.2f}x{refused}"
+                )
     if ratios:
         lines += ["", *ratios]
+    if problems:
+        lines += ["", *(f"- Peer problem: {p.splitlines()[0][:300]}" for p in problems)]
     return "\n".join(lines) + "\n"
 
 
@@ -449,6 +646,15 @@ def main() -> None:
     parser.add_argument(
         "--no-write", action="store_true", help="print, do not update BENCHMARKS.md"
     )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip the peer servers (MLServer, BentoML)"
+    )
+    parser.add_argument(
+        "--only",
+        choices=["peers", "baselines"],
+        help="only the peer servers, or only modelserve and baselines/ (no in-process rows "
+        "with --only peers)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -457,13 +663,18 @@ def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     print("preparing models ...", flush=True)
     prep = prepare()
-    print("in-process ...", flush=True)
-    results = in_process(prep, seconds=3.0)
+    results = []
+    if args.only != "peers":
+        print("in-process ...", flush=True)
+        results += in_process(prep, seconds=3.0)
     print("under load ...", flush=True)
-    results += under_load(prep, args.duration, args.quick)
+    problems: list[str] = []
+    results += under_load(
+        prep, args.duration, args.quick, peers=not args.no_peers, only=args.only, problems=problems
+    )
     (CACHE / "latest.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
     command = "python -m benchmarks.run" + "".join(f" {a}" for a in sys.argv[1:])
-    report = render(results, command, args.duration)
+    report = render(results, command, args.duration, problems)
     print(report)
     if not args.no_write:
         write_report(report)
