@@ -35,7 +35,7 @@ def test_validate_write_manifest_infers_signature_and_pins(
     result = runner.invoke(main, ["validate", str(tmp_path), "--write-manifest"])
     assert result.exit_code == 0, result.output
     manifest = yaml.safe_load((tmp_path / "forest" / "model.yaml").read_text())
-    assert manifest["runtime"] == "sklearn"
+    assert manifest["runtime"] == "auto"  # compiled to ONNX when it gives the same answers
     assert manifest["task"] == "classification"
     assert [f["name"] for f in manifest["inputs"]] == [f"x{i}" for i in range(30)]
     assert manifest["sha256"] == {"1/model.joblib": models.sha256(vdir / "model.joblib")}
@@ -104,3 +104,28 @@ def test_serve_refuses_when_no_model_can_load(runner: CliRunner, tmp_path: Path)
     result = runner.invoke(main, ["serve", str(tmp_path)], env={"MODELSERVE_SECRET_KEY": "k" * 32})
     assert result.exit_code == 2
     assert "sha256 mismatch for 1/model.joblib" in result.output
+
+
+def test_optimize_writes_a_compiled_version(runner: CliRunner, tmp_path: Path) -> None:
+    from modelserve.app import create_app
+    from modelserve.settings import ServerSettings
+
+    trained = models.forest()
+    models.write_model(tmp_path, "forest", trained, manifest={"runtime": "auto"})
+    result = runner.invoke(main, ["optimize", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "forest" / "2" / "model.onnx").is_file()
+    assert not list((tmp_path / "forest").glob(".optimize-*"))
+    app = create_app(ServerSettings(profile="testing", model_path=tmp_path))
+    meta = app.test_client().get("/models/forest").json
+    assert meta["version"] == "2" and meta["runtime"]["runtime"] == "onnx"
+    x = trained.x[:40]
+    body = app.test_client().post("/predict_batch", json={"instances": x.tolist()}).json
+    assert [p["prediction"] for p in body["predictions"]] == trained.model.predict(x).tolist()
+
+
+def test_optimize_explains_what_cannot_be_compiled(runner: CliRunner, tmp_path: Path) -> None:
+    models.write_model(tmp_path, "iris", models.iris())  # runtime: sklearn (not compiled)
+    result = runner.invoke(main, ["optimize", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "optimize compiles scikit-learn models (runtime: auto)" in result.output

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pytest
 
 from modelserve.errors import ModelLoadError
@@ -48,7 +49,8 @@ def test_single_file_with_separate_preprocessor(tmp_path: Path) -> None:
     out = mv.runtime.predict({"input": trained.x[:5]})
     labels, proba = trained.expected(trained.x[:5])
     assert out["predict"].tolist() == labels.tolist()
-    assert out["predict_proba"].tolist() == proba.tolist()
+    # Served compiled (runtime auto): equal up to float round-off.
+    np.testing.assert_allclose(out["predict_proba"], proba, rtol=1e-9, atol=1e-12)
 
 
 def test_preprocessor_only_in_single_file_mode(repo: Path, tmp_path: Path) -> None:

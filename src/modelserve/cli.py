@@ -183,6 +183,25 @@ def validate_command(path: Path, preprocessor: Path | None, write_manifest: bool
     sys.exit(0 if ok else 1)
 
 
+@main.command("optimize")
+@_path_arg
+@click.option("--model", "model_name", default=None, help="Which model, when PATH holds several.")
+def optimize_command(path: Path, model_name: str | None) -> None:
+    """Compile a scikit-learn model under PATH to ONNX and write it as its next version.
+
+    The answers are checked against scikit-learn first (labels equal, probabilities within
+    tolerance); a model that cannot be compiled is left alone and the reason printed.
+    """
+    from .optimize import optimize_model
+
+    settings = _settings(model_path=path, profile="testing")
+    try:
+        target = optimize_model(settings, model_name)
+    except ModelServeError as exc:
+        _fail(exc.message, 1)
+    click.echo(f"wrote {target} (runtime: onnx)")
+
+
 @main.command("predict")
 @_path_arg
 @click.argument("payload")

@@ -53,7 +53,7 @@ def train_iris(models_dir: Path) -> Path:
     model = LogisticRegression(max_iter=1000).fit(scaler.transform(x), y)
     names = [_snake(n.replace("(cm)", "")) for n in data.feature_names]
     manifest = Manifest(
-        runtime="sklearn",
+        runtime="auto",
         artifact="model.joblib",
         preprocessor="scaler.joblib",
         task="classification",
@@ -79,7 +79,7 @@ def train_breast_cancer(models_dir: Path) -> Path:
         StandardScaler(), RandomForestClassifier(n_estimators=100, random_state=0)
     ).fit(x, y)
     manifest = Manifest(
-        runtime="sklearn",
+        runtime="auto",
         artifact="model.joblib",
         task="classification",
         description="Breast tumour malignant/benign from 30 cell-nucleus measurements.",

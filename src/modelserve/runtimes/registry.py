@@ -10,16 +10,18 @@ from .base import Runtime
 
 #: runtime name -> ("module:Class", the extra that provides its dependencies)
 _RUNTIMES: dict[str, tuple[str, str]] = {
+    "auto": ("modelserve.runtimes.auto:AutoRuntime", "sklearn"),
     "sklearn": ("modelserve.runtimes.sklearn:SKLearnRuntime", "sklearn"),
     "onnx": ("modelserve.runtimes.onnx:ONNXRuntime", "onnx"),
     "torch": ("modelserve.runtimes.torch:TorchRuntime", "torch"),
 }
 #: file extension -> runtime name, for manifests (or single files) that name no runtime.
 _EXTENSIONS: dict[str, str] = {
-    ".pkl": "sklearn",
-    ".pickle": "sklearn",
-    ".joblib": "sklearn",
-    ".skops": "sklearn",
+    # scikit-learn artifacts are compiled to ONNX when that gives the same answers.
+    ".pkl": "auto",
+    ".pickle": "auto",
+    ".joblib": "auto",
+    ".skops": "auto",
     ".onnx": "onnx",
     ".pt": "torch",
     ".pth": "torch",

@@ -192,6 +192,30 @@ class SKLearnRuntime(Runtime):
     def signature(self) -> Signature:
         return self._signature
 
+    @property
+    def model(self) -> Any:
+        """The loaded estimator (for compilers and tools; scoring goes through predict)."""
+        return self._model
+
+    @property
+    def preprocessor(self) -> Any:
+        return self._pre
+
+    @property
+    def frame_columns(self) -> list[str] | None:
+        """Column names when the model needs a DataFrame, else ``None``."""
+        return self._frame_columns
+
+    @property
+    def labels_from_proba(self) -> bool:
+        """True when the estimator's labels are exactly ``classes_[argmax(proba)]``."""
+        return self._labels_from_proba
+
+    @property
+    def classes(self) -> np.ndarray | None:
+        classes = getattr(self._model, "classes_", None)
+        return None if classes is None else np.asarray(classes)
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"runtime": self.name, "estimator": type(self._model).__name__}
         if self._pre is not None:

@@ -1,0 +1,125 @@
+"""runtime: auto — compiled to ONNX when the answers match scikit-learn, else served as is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_iris
+
+from modelserve.app import create_app
+from modelserve.manifest import Manifest
+from modelserve.runtimes import auto
+from modelserve.runtimes.auto import AutoRuntime
+from modelserve.runtimes.base import ArtifactSet
+from modelserve.settings import ServerSettings
+
+from .. import models
+
+
+def load(path: Path, pre: Path | None = None, **manifest: object) -> AutoRuntime:
+    runtime = AutoRuntime(ArtifactSet(path, pre, Manifest.model_validate(manifest)))
+    runtime.load()
+    return runtime
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [("iris", load_iris), ("breast-cancer", load_breast_cancer)]
+)
+def test_demo_models_compile_and_agree_with_sklearn(
+    demo_repo: Path, name: str, data: object
+) -> None:
+    folder = demo_repo / name / "1"
+    pre = folder / "scaler.joblib"
+    runtime = load(folder / "model.joblib", pre if pre.exists() else None)
+    assert runtime.compiled, runtime.reason
+    x = data().data  # type: ignore[operator]
+    model = joblib.load(folder / "model.joblib")
+    z = joblib.load(pre).transform(x) if pre.exists() else x
+    out = runtime.predict({"input": x})
+    assert np.array_equal(out["predict"], model.predict(z))
+    assert out["predict"].dtype == model.classes_.dtype
+    assert out["predict_proba"].dtype == np.float64
+    np.testing.assert_allclose(
+        out["predict_proba"], model.predict_proba(z), atol=auto.PROBA_TOLERANCE
+    )
+
+
+def test_regressor_compiles(tmp_path: Path) -> None:
+    trained = models.regressor()
+    joblib.dump(trained.model, tmp_path / "m.joblib")
+    runtime = load(tmp_path / "m.joblib")
+    assert runtime.compiled, runtime.reason
+    out = runtime.predict({"input": trained.x})
+    np.testing.assert_allclose(out["predict"], trained.model.predict(trained.x), rtol=1e-9)
+
+
+def test_custom_transformer_falls_back_with_the_reason(tmp_path: Path) -> None:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    trained = models.iris()
+    pipe = make_pipeline(FunctionTransformer(models.log_scale), trained.model)
+    pipe.fit(
+        trained.preprocessor.transform(trained.x),
+        trained.model.predict(trained.preprocessor.transform(trained.x)),
+    )
+    model_dir = tmp_path / "custom" / "1"
+    model_dir.mkdir(parents=True)
+    joblib.dump(pipe, model_dir / "model.joblib")
+    app = create_app(ServerSettings(profile="testing", model_path=tmp_path))
+    runtime = app.test_client().get("/models/custom").json["runtime"]
+    assert runtime["runtime"] == "auto" and runtime["serving"] == "sklearn"
+    assert runtime["compiled"] is False
+    assert "skl2onnx cannot convert it" in runtime["reason"] or "differ" in runtime["reason"]
+    row = {f"x{i}": v for i, v in enumerate(trained.x[0])}
+    assert app.test_client().post("/predict", json=row).status_code == 200
+
+
+def test_failed_check_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auto, "PROBA_TOLERANCE", -1.0)  # nothing can agree within it
+    joblib.dump(models.regressor().model, tmp_path / "m.joblib")
+    runtime = load(tmp_path / "m.joblib")
+    assert not runtime.compiled
+    assert "predictions differ" in (runtime.reason or "")
+
+
+def test_dataframe_model_falls_back(tmp_path: Path) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    joblib.dump(LogisticRegression().fit(frame, [0, 0, 1, 1]), tmp_path / "m.joblib")
+    runtime = load(tmp_path / "m.joblib")
+    assert not runtime.compiled and "DataFrame" in (runtime.reason or "")
+
+
+def test_compiled_graph_is_cached_by_artifact_hash(tmp_path: Path) -> None:
+    joblib.dump(models.forest().model, tmp_path / "m.joblib")
+    first = load(tmp_path / "m.joblib")
+    assert first.cache_path is not None and first.cache_path.parent.name == ".compiled"
+    stamp = first.cache_path.stat().st_mtime_ns
+    second = load(tmp_path / "m.joblib")
+    assert second.cache_path == first.cache_path
+    assert second.cache_path.stat().st_mtime_ns == stamp  # read back, not converted again
+    joblib.dump(models.regressor().model, tmp_path / "m.joblib")
+    third = load(tmp_path / "m.joblib")
+    assert third.cache_path != first.cache_path
+
+
+def test_compiled_answers_keep_their_json_types(demo_repo: Path) -> None:
+    app = create_app(ServerSettings(profile="testing", model_path=demo_repo, default_model="iris"))
+    body = (
+        app.test_client()
+        .post(
+            "/predict",
+            json={"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8},
+        )
+        .json
+    )
+    assert type(body["prediction"]) is int
+    assert all(type(p) is float for p in body["probability"])
+    assert app.test_client().get("/models/iris").json["runtime"]["serving"] == "onnx"
