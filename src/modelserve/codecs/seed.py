@@ -68,6 +68,10 @@ class SeedCodec:
                 "Expected a JSON object of named features",
                 [{"path": "(root)", "message": f"is a {_json_type(payload)}, not an object"}],
             )
+        if self._fast is not None:
+            checked = self._fast.one(payload, self._row_of)
+            if checked is not None:
+                return checked
         problems = self.object_validator.errors(payload)
         if problems:
             raise InvalidInput(_summary(problems), problems)
@@ -194,6 +198,28 @@ class _VectorCheck:
             return None
         return cls(signature, allow_extra)
 
+    def one(self, payload: dict[str, Any], row_of: Any) -> np.ndarray | None:
+        """One object of named numbers as a ``[1, features]`` array, or ``None`` when it
+        needs the schema's check (a missing or extra key, a non-number, out of bounds)."""
+        if len(payload) != self.width and not self.allow_extra:
+            return None
+        try:
+            row = row_of(payload)
+        except KeyError:
+            return None
+        for value in row:
+            # Exact types: bool is an int subclass, and numpy would parse numeric strings.
+            if type(value) is not float and type(value) is not int:
+                return None
+        return self._checked(np.array([row], dtype=np.float64))
+
+    def _checked(self, x: np.ndarray) -> np.ndarray | None:
+        if self.bounded and ((x < self.low) | (x > self.high)).any():
+            return None
+        if self.integer.any() and (x[:, self.integer] != np.floor(x[:, self.integer])).any():
+            return None
+        return x
+
     def array(self, rows: list[Any], body: bytes, row_of: Any) -> np.ndarray | None:
         """The validated array, or ``None`` when the batch needs the row-by-row check."""
         if b"true" in body or b"false" in body or b"null" in body:
@@ -223,11 +249,7 @@ class _VectorCheck:
             return None
         if x.ndim != 2 or x.shape[1] != width:
             return None
-        if self.bounded and ((x < self.low) | (x > self.high)).any():
-            return None
-        if self.integer.any() and (x[:, self.integer] != np.floor(x[:, self.integer])).any():
-            return None
-        return x
+        return self._checked(x)
 
 
 def _json_type(value: Any) -> str:
