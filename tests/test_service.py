@@ -63,9 +63,11 @@ def mixed_requests(n: int) -> list[tuple[str, dict[str, Any], Callable[[dict[str
     return out
 
 
-def test_200_concurrent_mixed_requests_get_their_own_answers(app: Flask) -> None:
+def test_200_concurrent_mixed_requests_get_their_own_answers(repo: Path) -> None:
+    settings = ServerSettings(profile="testing", model_path=repo, batch_min_cost_ms=0)
+    app = create_app(settings)
     service = app.extensions["modelserve"]
-    assert service._batchers, "batching is on by default"
+    assert len(service._batchers) == 2, "every model is batched with batch_min_cost_ms=0"
     work = mixed_requests(200)
 
     def call(item: tuple[str, dict[str, Any], Callable[[dict[str, Any]], None]]) -> None:
@@ -89,7 +91,8 @@ def test_one_bad_row_fails_only_its_own_request(tmp_path: Path) -> None:
     models.write_model(
         tmp_path, "guarded", models.Trained(trained.model, trained.x, strict, trained.feature_names)
     )
-    app = create_app(ServerSettings(profile="testing", model_path=tmp_path))
+    app = create_app(ServerSettings(profile="testing", model_path=tmp_path, batch_min_cost_ms=0))
+    assert app.extensions["modelserve"]._batchers
     good = models.features_of(trained, trained.x[0])
     bodies = [good if i % 10 else {**good, "sepal_length": -1.0} for i in range(100)]
 
@@ -113,10 +116,25 @@ def test_manifest_can_turn_batching_off_per_model(tmp_path: Path) -> None:
         tmp_path, "iris", models.iris(), manifest={"batching": {"max_batch_size": 1}}
     )
     models.write_model(tmp_path, "forest", models.forest())
-    service = create_app(ServerSettings(profile="testing", model_path=tmp_path)).extensions[
-        "modelserve"
-    ]
+    service = create_app(
+        ServerSettings(profile="testing", model_path=tmp_path, batch_min_cost_ms=0)
+    ).extensions["modelserve"]
     assert {mv.name for mv in service._batchers} == {"forest"}
+
+
+def test_only_costly_models_are_batched_unless_the_manifest_says(tmp_path: Path) -> None:
+    """A call cheaper than batch_min_cost_ms is not worth a thread hand-off."""
+    models.write_model(tmp_path, "cheap", models.iris())
+    models.write_model(
+        tmp_path, "forced", models.iris(), manifest={"batching": {"max_latency_ms": 2}}
+    )
+    service = create_app(
+        ServerSettings(profile="testing", model_path=tmp_path, batch_min_cost_ms=1000.0)
+    ).extensions["modelserve"]
+    cheap, forced = service.resolve("cheap"), service.resolve("forced")
+    assert cheap.call_ms is not None and cheap.call_ms < 1000.0
+    assert cheap not in service._batchers
+    assert forced in service._batchers
 
 
 def test_server_busy_is_503_with_retry_after(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,7 +155,10 @@ def test_server_busy_is_503_with_retry_after(app: Flask, monkeypatch: pytest.Mon
 def test_concurrent_mixed_requests_over_a_real_server(
     repo: Path, live_server: Callable[..., LiveServer], server_name: str
 ) -> None:
-    server = live_server([str(repo), "--workers", "2", "--threads", "16", "--server", server_name])
+    server = live_server(
+        [str(repo), "--workers", "2", "--threads", "16", "--server", server_name],
+        env={"MODELSERVE_BATCH_MIN_COST_MS": "0"},  # batch every model, so batching is tested
+    )
     work = mixed_requests(200)
 
     def call(item: tuple[str, dict[str, Any], Callable[[dict[str, Any]], None]]) -> None:

@@ -44,6 +44,7 @@ from .runtimes.registry import runtime_for_file
 from .settings import ServerSettings
 from .types import TABULAR_INPUT
 from .types import Signature
+from .types import TensorDict
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class ModelVersion:
     artifacts: ArtifactSet | None = None
     hashes: dict[str, str] = field(default_factory=dict)
     loaded_at: float | None = None
+    call_ms: float | None = None
+    """How long one warm single-row call took at load (``None``: not measured)."""
     fingerprint: tuple[Any, ...] = ()
     """Names, sizes and mtimes of the version's files when it was loaded: a rescan that sees
     the same fingerprint keeps this object instead of loading the version again."""
@@ -459,7 +462,7 @@ class ModelRepository:
             runtime = get_runtime_class(runtime_name)(mv.artifacts)
             runtime.load()
             mv.signature = runtime.signature()
-            _warm_up(runtime, mv.signature)
+            mv.call_ms = _warm_up(runtime, mv.signature)
             mv.runtime = runtime
             mv.state = "ready"
             mv.loaded_at = time.time()
@@ -555,27 +558,39 @@ def _unload(versions: list[ModelVersion]) -> None:
         logger.debug("released model %s version %s", mv.name, mv.version)
 
 
-def _warm_up(runtime: Runtime, signature: Signature) -> None:
-    """Score one in-range row before the version serves, so the first request does not pay
+def _warm_up(runtime: Runtime, signature: Signature) -> float | None:
+    """Score one example row before the version serves, so the first request does not pay
     for lazy initialisation, and a model that cannot score at all never goes live.
 
+    :returns: the milliseconds of one more, warm, call (the cost batching would share), or
+        ``None`` for models without an example input.
     :raises ModelLoadError: when the model fails on it.
     """
-    if signature.kind != "tabular" or signature.tensor_inputs or not signature.numeric:
-        return
-    row = []
-    for f in signature.features:
-        lo, hi = f.minimum, f.maximum
-        if lo is not None and hi is not None:
-            row.append((lo + hi) / 2)
-        else:
-            row.append(lo if lo is not None else min(hi, 0.0) if hi is not None else 0.0)
+    inputs: TensorDict
+    if signature.kind == "tabular" and not signature.tensor_inputs and signature.numeric:
+        inputs = {TABULAR_INPUT: np.array([list(signature.example().values())], dtype=np.float64)}
+    elif signature.tensor_inputs and all(
+        t.datatype in _ZERO_DTYPES for t in signature.tensor_inputs
+    ):
+        inputs = {
+            t.name: np.zeros([1 if d < 0 else d for d in t.shape], dtype=_ZERO_DTYPES[t.datatype])
+            for t in signature.tensor_inputs
+        }
+    else:
+        return None
     try:
-        runtime.predict({TABULAR_INPUT: np.array([row], dtype=np.float64)})
+        runtime.predict(inputs)
+        started = time.perf_counter()
+        runtime.predict(inputs)
+        return (time.perf_counter() - started) * 1000
     except Exception as exc:
         raise ModelLoadError(
             f"The model failed its warm-up prediction: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+#: Datatypes of tensor inputs that a zero-filled warm-up can feed.
+_ZERO_DTYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "INT64": np.int64}
 
 
 def _fingerprint(source: _Source, preprocessor: Path | None) -> tuple[Any, ...]:

@@ -48,8 +48,6 @@ from .repository import ModelVersion
 from .repository import ReloadReport
 from .settings import ServerSettings
 from .types import TABULAR_INPUT
-from .types import Feature
-from .types import Signature
 from .types import TensorDict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -153,6 +151,9 @@ class InferenceService:
         latency = spec.max_latency_ms if spec and spec.max_latency_ms is not None else None
         if size <= 1 or mv.runtime is None:
             return None
+        cheap = mv.call_ms is not None and mv.call_ms < self.settings.batch_min_cost_ms
+        if spec is None and cheap:
+            return None  # too cheap to share: the hand-off would cost more than the call
         return Batcher(
             mv.runtime.predict,
             max_batch_size=size,
@@ -447,7 +448,7 @@ class InferenceService:
             "cache": self.cache_stats(mv),
             "input_schema": object_schema(sig, self.settings.allow_extra_fields),
             "input_schema_array": array_schema(sig),
-            "example": sample_instance(sig),
+            "example": sig.example(),
         }
         if sig.kind == "image":
             body.update(self.image_metadata(mv))
@@ -602,30 +603,6 @@ def _encoded_images(mv: ModelVersion, inputs: Sequence[RequestInput]) -> list[by
         item if isinstance(item, bytes) else decode_base64_image(str(item), f"{tensor.name}[{i}]")
         for i, item in enumerate(tensor.data.reshape(-1).tolist())
     ]
-
-
-def sample_instance(signature: Signature) -> dict[str, Any]:
-    """A valid example instance: enum values, in-range numbers; used by docs and `validate`."""
-    return {f.name: _sample_value(f) for f in signature.features}
-
-
-def _sample_value(feature: Feature) -> Any:
-    if feature.enum:
-        return feature.enum[0]
-    if feature.type == "boolean":
-        return False
-    if feature.type == "string":
-        return ""
-    lo, hi = feature.minimum, feature.maximum
-    if lo is not None and hi is not None:
-        value = (lo + hi) / 2
-    elif lo is not None:
-        value = lo
-    elif hi is not None:
-        value = min(hi, 0.0)
-    else:
-        value = 0.0
-    return int(np.ceil(value)) if feature.type == "integer" else float(value)
 
 
 def _image_spec(mv: ModelVersion) -> ImageSpec:

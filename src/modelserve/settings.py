@@ -144,6 +144,12 @@ class ServerSettings(BaseSettings):
     max_batch_size: int = Field(default=64, ge=1)
     """Adaptive batching: most rows merged into one model call; ``1`` turns batching off."""
 
+    batch_min_cost_ms: float = Field(default=0.5, ge=0)
+    """Batch a model only when one warm single-row call costs at least this much: sharing a
+    call saves its fixed cost but hands the request to another thread (~0.1-0.2 ms), which
+    a compiled model answering in microseconds never earns back. ``0`` batches every model.
+    A manifest's ``batching:`` section always wins."""
+
     max_latency_ms: float = Field(default=5.0, ge=0)
     """Longest a request waits for others to share its model call (only while others are
     on their way in: a lone request is never held back)."""

@@ -36,6 +36,25 @@ class Feature:
     maximum: float | None = None
     description: str | None = None
 
+    def example(self) -> Any:
+        """A valid value: the first enum value, else in bounds (the middle when both given)."""
+        if self.enum:
+            return self.enum[0]
+        if self.type == "boolean":
+            return False
+        if self.type == "string":
+            return ""
+        lo, hi = self.minimum, self.maximum
+        if lo is not None and hi is not None:
+            value = (lo + hi) / 2
+        elif lo is not None:
+            value = lo
+        elif hi is not None:
+            value = min(hi, 0.0)
+        else:
+            value = 0.0
+        return int(np.ceil(value)) if self.type == "integer" else float(value)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type}
         for key in ("enum", "minimum", "maximum", "description"):
@@ -90,6 +109,10 @@ class Signature:
     def numeric(self) -> bool:
         """True when every feature is a number, so rows fit one float64 array."""
         return all(f.type in ("number", "integer") for f in self.features)
+
+    def example(self) -> dict[str, Any]:
+        """A valid instance of named features (docs, ``validate``, warm-up)."""
+        return {f.name: f.example() for f in self.features}
 
     @property
     def outputs(self) -> list[str]:

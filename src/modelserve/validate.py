@@ -17,7 +17,6 @@ from .manifest import read_manifest_data
 from .repository import ModelEntry
 from .repository import ModelVersion
 from .service import InferenceService
-from .service import sample_instance
 from .settings import ServerSettings
 
 
@@ -40,7 +39,7 @@ def validate_repository(
                 if image:
                     answer = service.classify_images(mv.name, mv.version, [_sample_image()])
                 else:
-                    sample = orjson.dumps(sample_instance(mv.signature))
+                    sample = orjson.dumps(mv.signature.example())
                     answer = service.predict_one(mv.name, mv.version, sample)
             except ModelServeError as exc:
                 ok = False
