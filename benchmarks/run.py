@@ -1,13 +1,24 @@
-"""Load benchmark: modelserve vs the in-process model, the tutorial's naive app, the lean app,
-and peer model servers (Seldon MLServer and BentoML, see ``benchmarks/peers/README.md``).
+"""Load benchmark (issue #12): modelserve on granian and on gunicorn vs the in-process model,
+the tutorial's naive app, the lean app and the Flask floor (each on gunicorn and granian), and
+peer model servers (Seldon MLServer and BentoML, see ``benchmarks/peers/README.md``).
+
+Workloads: ``GET /health``; one-row ``/predict`` on the iris and breast-cancer models (64 and 1
+connections); the same forest row as V2 infer; ``/predict_batch`` with 100 rows (8 connections)
+and 10,000 rows (2 connections); base64 PNG digits on ``digits-onnx`` and ``digits``; and
+``breast-cancer-custom``, the forest behind a custom Python transformer that ONNX cannot
+compile. Every target answers each workload correctly once before it is timed. The report
+ends with issue #12's targets (met / missed, with the numbers) from the same run.
 
 Bounded and loopback-only: each server is pinned to core 0 with taskset, wrk to core 1, and
-every load run stops after ``--duration`` seconds. Writes the tables into BENCHMARKS.md. The
-first run installs the peers into their own venvs under ``benchmarks/.cache/venvs/``.
+every load run stops after ``--duration`` seconds (after a 2 s warm-up). Writes one section
+into BENCHMARKS.md between its markers. The first run installs the peers into their own venvs
+under ``benchmarks/.cache/venvs/``.
 
-Usage (from the repository root, after the README's dev install)::
+Usage (from the repository root, after the README's dev install; another engineer may be
+load-testing, so take the lock)::
 
-    python -m benchmarks.run [--duration 8] [--quick] [--no-peers | --only peers|baselines]
+    flock /tmp/modelserve-load.lock python -m benchmarks.run [--duration 5] [--quick]
+        [--no-peers | --only peers|baselines] [--no-write]
 """
 
 from __future__ import annotations
