@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from typing import Protocol
@@ -136,7 +137,7 @@ def _ratio_target(
     )
 
 
-def evaluate(rows: list[Row], runtimes: Mapping[str, Any] | None = None) -> list[Target]:
+def evaluate(rows: Sequence[Row], runtimes: Mapping[str, Any] | None = None) -> list[Target]:
     """Every target for each WSGI server, from the rows of one run.
 
     ``runtimes`` maps a modelserve target's name to what its ``GET /models/breast-cancer``
