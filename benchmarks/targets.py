@@ -76,16 +76,19 @@ def runtime_is_compiled(runtime: Any) -> bool:
     """Whether ``GET /models/<name>`` → ``runtime`` says the model runs as ONNX.
 
     ``runtime`` is what modelserve answers there: a dict like ``{"runtime": "sklearn", ...}``,
-    with a key such as ``"compiled"`` or ``"onnx"`` (or ``"runtime": "onnx"``) once compiled.
+    with a key such as ``"compiled"`` or ``"onnx"`` (or ``"runtime"`` / ``"serving": "onnx"``)
+    once compiled. ``"compiled": False`` says it is not, whatever else is there.
     """
     if isinstance(runtime, str):
         return "onnx" in runtime.lower()
     if not isinstance(runtime, Mapping):
         return False
+    if runtime.get("compiled") is False:
+        return False
     for key, value in runtime.items():
         if key in ("compiled", "onnx") and value not in (None, False, "", {}, []):
             return True
-        if key in ("runtime", "backend", "compiled_to") and "onnx" in str(value).lower():
+        if key in ("runtime", "serving", "backend", "compiled_to") and "onnx" in str(value).lower():
             return True
     return False
 

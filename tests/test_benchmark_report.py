@@ -91,6 +91,11 @@ def test_the_big_batch_target_follows_the_runtime_modelserve_reports() -> None:
         ({"runtime": "sklearn", "compiled": True}, True),
         ({"runtime": "sklearn", "onnx": {"opset": 17}}, True),
         ({"runtime": "onnx"}, True),
+        ({"runtime": "auto", "serving": "onnx", "compiled": True, "reason": None}, True),
+        (
+            {"runtime": "auto", "serving": "sklearn", "compiled": False, "reason": "no onnx"},
+            False,
+        ),
         ({"runtime": "auto", "backend": "onnxruntime"}, True),
         ("onnx", True),
         (None, False),
