@@ -249,6 +249,12 @@ def evaluate(rows: Sequence[Row], runtimes: Mapping[str, Any] | None = None) -> 
     return out
 
 
+def format_ratio(ratio: float, bound: float) -> str:
+    """Two decimals, or three where two would round onto the bound (0.747 is not 0.75)."""
+    text = f"{ratio:.2f}"
+    return f"{ratio:.3f}" if float(text) == bound and ratio != bound else text
+
+
 def render_targets(targets: list[Target]) -> list[str]:
     """Markdown lines: a heading, then one bullet per target with its verdict and numbers."""
     if not targets:
@@ -257,7 +263,7 @@ def render_targets(targets: list[Target]) -> list[str]:
     lines = [f"**Targets** (issue #12, from this run): {met} of {len(targets)} met", ""]
     for t in targets:
         sign = "≥" if t.at_least else "≤"
-        ratio = "n/a" if t.ratio is None else f"{t.ratio:.2f}x"
+        ratio = "n/a" if t.ratio is None else f"{format_ratio(t.ratio, t.bound)}x"
         lines.append(
             f"- {t.verdict}: {t.server}: {t.goal}: {ratio} {sign} {t.bound:g}x ({t.detail})"
         )

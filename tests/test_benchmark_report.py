@@ -207,3 +207,9 @@ def test_validators_accept_right_answers_and_refuse_wrong_ones() -> None:
     run._label(7, "class_index")(orjson.dumps({"class_index": 7}))
     with pytest.raises(AssertionError):
         run._label(7, "class_index")(orjson.dumps({"class_index": 1}))
+
+
+def test_a_ratio_just_under_its_bound_does_not_print_as_the_bound() -> None:
+    assert targets.format_ratio(1226.77 / 1641.47, 0.75) == "0.747"
+    assert targets.format_ratio(0.75, 0.75) == "0.75"
+    assert targets.format_ratio(25.049, 1.5) == "25.05"
