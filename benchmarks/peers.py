@@ -54,11 +54,18 @@ BENTOML_BATCHINGS = [
 ]
 
 FOREST_ROW, IRIS_ROW, FOREST_BATCH = "forest /predict", "iris /predict", "forest /predict_batch 100"
+#: The forest behind a custom Python transformer (``benchmarks/custom_transform.py``).
+CUSTOM_ROW = "custom forest /predict"
+CUSTOM_MODEL = "breast-cancer-custom"
 #: (workload, connections) in order; the same runs as modelserve's own.
 PLAIN_RUNS = [(FOREST_ROW, 64), (FOREST_ROW, 1), (IRIS_ROW, 64), (FOREST_BATCH, 8)]
 #: Batching is for many single rows: a 100-row request is more than one batch may hold
 #: (BentoML answers 503 to it), so batching targets run the one-row workloads only.
 BATCHING_RUNS = [(FOREST_ROW, 64), (FOREST_ROW, 1), (IRIS_ROW, 64)]
+#: MLServer's batcher counts requests, not rows, so a [100,30] tensor goes through it whole:
+#: batched MLServer also runs the 100-row batch (the targets compare with it) and the model
+#: with a custom transformer.
+MLSERVER_BATCHING_RUNS = [*BATCHING_RUNS, (FOREST_BATCH, 8), (CUSTOM_ROW, 64)]
 
 
 class PeerError(RuntimeError):
@@ -231,7 +238,10 @@ def _artifacts(prep: dict[str, Any]) -> dict[str, Path]:
     iris_path = PEERS / "models" / "iris" / "model.joblib"
     iris_path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, iris_path)
-    return {"breast-cancer": Path(prep["forest_path"]), "iris": iris_path}
+    artifacts = {"breast-cancer": Path(prep["forest_path"]), "iris": iris_path}
+    if prep.get("custom_path") is not None:
+        artifacts[CUSTOM_MODEL] = Path(prep["custom_path"])
+    return artifacts
 
 
 def _inputs(prep: dict[str, Any], artifacts: dict[str, Path]) -> dict[str, tuple[np.ndarray, Any]]:
@@ -243,18 +253,26 @@ def _inputs(prep: dict[str, Any], artifacts: dict[str, Path]) -> dict[str, tuple
     iris = np.asarray(load_iris().data, dtype=np.float64)
     forest = joblib.load(artifacts["breast-cancer"])
     iris_model = joblib.load(artifacts["iris"])
-    return {
+    inputs = {
         FOREST_ROW: (cancer[7:8], forest),
         IRIS_ROW: (iris[60:61], iris_model),
         FOREST_BATCH: (cancer[:100], forest),
     }
+    if CUSTOM_MODEL in artifacts:
+        inputs[CUSTOM_ROW] = (cancer[7:8], joblib.load(artifacts[CUSTOM_MODEL]))
+    return inputs
 
 
 def _mlserver_targets(
     artifacts: dict[str, Path], inputs: dict[str, tuple[np.ndarray, Any]]
 ) -> list[PeerTarget]:
     venv = ensure_venv(f"mlserver-{MLSERVER_VERSION}", MLSERVER_REQUIREMENTS + pinned_model_stack())
-    models = {FOREST_ROW: "breast-cancer", IRIS_ROW: "iris", FOREST_BATCH: "breast-cancer"}
+    models = {
+        FOREST_ROW: "breast-cancer",
+        IRIS_ROW: "iris",
+        FOREST_BATCH: "breast-cancer",
+        CUSTOM_ROW: CUSTOM_MODEL,
+    }
     bodies = PEERS / "bodies" / "mlserver"
     workloads = {}
     for workload, (x, model) in inputs.items():
@@ -274,7 +292,7 @@ def _mlserver_targets(
             f"batching {MLSERVER_BATCHING['max_batch_size']}, "
             f"{MLSERVER_BATCHING['max_batch_time'] * 1000:g} ms",
             MLSERVER_BATCHING,
-            BATCHING_RUNS,
+            [r for r in MLSERVER_BATCHING_RUNS if r[0] in workloads],
         ),
     ):
         folder = PEERS / ("mlserver-batching" if batching else "mlserver-plain")
@@ -294,7 +312,9 @@ def _mlserver_targets(
                     "MLSERVER_HTTP_PORT": "{port}",
                     "MLSERVER_GRPC_PORT": "{port1}",
                     "MLSERVER_METRICS_PORT": "{port2}",
-                    "PYTHONPATH": "",
+                    # Only the repository root, for benchmarks.custom_transform (the custom
+                    # model's Python step); none of modelserve's own packages.
+                    "PYTHONPATH": str(ROOT),
                 },
                 ready_path="/v2/health/ready",
                 workloads={w: workloads[w] for w, _ in runs},
@@ -315,6 +335,8 @@ def _bentoml_targets(
     bodies = PEERS / "bodies" / "bentoml"
     workloads = {}
     for workload, (x, model) in inputs.items():
+        if workload not in routes:
+            continue  # the custom model is MLServer's comparison only
         slug = workload.replace(" /", "_").replace(" ", "_").replace("/", "")
         workloads[workload] = PeerWorkload(
             path=routes[workload],

@@ -1,13 +1,24 @@
-"""Load benchmark: modelserve vs the in-process model, the tutorial's naive app, the lean app,
-and peer model servers (Seldon MLServer and BentoML, see ``benchmarks/peers/README.md``).
+"""Load benchmark (issue #12): modelserve on granian and on gunicorn vs the in-process model,
+the tutorial's naive app, the lean app and the Flask floor (each on gunicorn and granian), and
+peer model servers (Seldon MLServer and BentoML, see ``benchmarks/peers/README.md``).
+
+Workloads: ``GET /health``; one-row ``/predict`` on the iris and breast-cancer models (64 and 1
+connections); the same forest row as V2 infer; ``/predict_batch`` with 100 rows (8 connections)
+and 10,000 rows (2 connections); base64 PNG digits on ``digits-onnx`` and ``digits``; and
+``breast-cancer-custom``, the forest behind a custom Python transformer that ONNX cannot
+compile. Every target answers each workload correctly once before it is timed. The report
+ends with issue #12's targets (met / missed, with the numbers) from the same run.
 
 Bounded and loopback-only: each server is pinned to core 0 with taskset, wrk to core 1, and
-every load run stops after ``--duration`` seconds. Writes the tables into BENCHMARKS.md. The
-first run installs the peers into their own venvs under ``benchmarks/.cache/venvs/``.
+every load run stops after ``--duration`` seconds (after a 2 s warm-up). Writes one section
+into BENCHMARKS.md between its markers. The first run installs the peers into their own venvs
+under ``benchmarks/.cache/venvs/``.
 
-Usage (from the repository root, after the README's dev install)::
+Usage (from the repository root, after the README's dev install; another engineer may be
+load-testing, so take the lock)::
 
-    python -m benchmarks.run [--duration 8] [--quick] [--no-peers | --only peers|baselines]
+    flock /tmp/modelserve-load.lock python -m benchmarks.run [--duration 5] [--quick]
+        [--no-peers | --only peers|baselines] [--no-write]
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,10 +48,23 @@ from typing import Any
 import numpy as np
 import orjson
 
+from benchmarks.targets import CUSTOM_ROW
+from benchmarks.targets import FOREST_BIG
+from benchmarks.targets import ONNX_IN_PROCESS
+from benchmarks.targets import SKLEARN_IN_PROCESS
+from benchmarks.targets import evaluate
+from benchmarks.targets import lean_name
+from benchmarks.targets import modelserve_name
+from benchmarks.targets import render_targets
+
 if TYPE_CHECKING:
     from benchmarks.peers import PeerTarget
 
 ROOT = Path(__file__).resolve().parents[1]
+# This checkout's modelserve, as its servers get it (PYTHONPATH, see Server), even where another
+# checkout is pip-installed in editable mode: the models are trained by the code that serves them.
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
 CACHE = ROOT / "benchmarks" / ".cache"
 LUA = ROOT / "benchmarks" / "wrk_report.lua"
 MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -65,9 +90,14 @@ class Result:
 
 # -- preparation ----------------------------------------------------------------------------
 
+BIG_ROWS = 10_000
+CUSTOM_MODEL = "breast-cancer-custom"
+IMAGE_MODELS = ("digits-onnx", "digits")
+
 
 def prepare() -> dict[str, Any]:
-    """Train the demo models, compile the forest to ONNX, write request bodies."""
+    """Train the demo models (and one a Python step keeps off ONNX), compile the forest to
+    ONNX for the lean app, write every request body."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.datasets import load_iris
 
@@ -90,28 +120,99 @@ def prepare() -> dict[str, Any]:
     )
     onnx_path = CACHE / "forest.onnx"
     onnx_path.write_bytes(onnx_model.SerializeToString())
+    custom_path = _custom_model(models)
 
-    cancer = load_breast_cancer().data
+    data = load_breast_cancer()
+    cancer = data.data
+    big = np.resize(cancer, (BIG_ROWS, cancer.shape[1]))
     iris = load_iris().data
     iris_names = [f["name"] for f in _manifest_inputs(models / "iris")]
+    image, label = _digit_image()
     bodies = {
         "forest_row": dict(zip(names, cancer[7].tolist(), strict=True)),
         "forest_batch100": {"instances": cancer[:100].tolist()},
+        "forest_batch10000": {"instances": big.tolist()},
+        "forest_v2": {
+            "inputs": [
+                {"name": "input", "shape": [1, 30], "datatype": "FP64", "data": cancer[7].tolist()}
+            ],
+            "outputs": [{"name": "predict_proba"}],
+        },
         "iris_row": dict(zip(iris_names, iris[60].tolist(), strict=True)),
+        "digit_image": {"image": image},
     }
     paths = {}
     for key, body in bodies.items():
         path = CACHE / f"{key}.json"
         path.write_bytes(orjson.dumps(body))
         paths[key] = path
+    custom = joblib.load(custom_path)
     return {
         "models": models,
         "forest_path": forest_path,
         "onnx_path": onnx_path,
+        "custom_path": custom_path,
         "names": names,
         "bodies": paths,
         "cancer": cancer,
+        "big": big,
+        "image_label": label,
+        "expected": {
+            "forest_row": forest.predict_proba(cancer[7:8])[0],
+            "custom_row": custom.predict_proba(cancer[7:8])[0],
+            "iris_label": int(
+                joblib.load(models / "iris" / "1" / "model.joblib").predict(
+                    joblib.load(models / "iris" / "1" / "scaler.joblib").transform(iris[60:61])
+                )[0]
+            ),
+        },
     }
+
+
+def _custom_model(models: Path) -> Path:
+    """``breast-cancer-custom``: a Python ``FunctionTransformer`` + the 100-tree forest.
+
+    skl2onnx cannot compile the Python step, so every server runs it as scikit-learn. The
+    function lives in ``benchmarks/custom_transform.py`` for the servers to unpickle.
+    """
+    import hashlib
+
+    import joblib
+    import yaml
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from benchmarks.custom_transform import signed_log1p
+
+    x, y = load_breast_cancer(return_X_y=True)
+    pipeline = Pipeline(
+        [
+            ("log", FunctionTransformer(signed_log1p)),
+            ("forest", RandomForestClassifier(n_estimators=100, random_state=0)),
+        ]
+    ).fit(x, y)
+    folder = models / CUSTOM_MODEL
+    path = folder / "1" / "model.joblib"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(pipeline, path)
+    manifest = yaml.safe_load((models / "breast-cancer" / "model.yaml").read_text())
+    manifest["sha256"] = {"1/model.joblib": hashlib.sha256(path.read_bytes()).hexdigest()}
+    manifest["description"] = "breast-cancer with a custom Python transformer (no ONNX)."
+    (folder / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return path
+
+
+def _digit_image() -> tuple[str, int]:
+    """A held-out digit as a base64 PNG (the images benchmark's pictures), and its label."""
+    import base64
+
+    from benchmarks.images import png_files
+    from modelserve.demo_digits import load_split
+
+    _, _, _, y_test = load_split()
+    return base64.b64encode(png_files(1)[0]).decode(), int(y_test[0])
 
 
 def _manifest_inputs(model_dir: Path) -> list[dict[str, Any]]:
@@ -143,7 +244,8 @@ def in_process(prep: dict[str, Any], seconds: float) -> list[Result]:
 
     os.sched_setaffinity(0, {int(SERVER_CPU)})
     forest = joblib.load(prep["forest_path"])
-    row, batch = prep["cancer"][7:8], prep["cancer"][:100]
+    custom = joblib.load(prep["custom_path"])
+    row, batch, big = prep["cancer"][7:8], prep["cancer"][:100], prep["big"]
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(
@@ -156,25 +258,55 @@ def in_process(prep: dict[str, Any], seconds: float) -> list[Result]:
     service.load()
     row_body = prep["bodies"]["forest_row"].read_bytes()
     batch_body = prep["bodies"]["forest_batch100"].read_bytes()
+    big32 = big.astype(np.float32)
     out = []
     r = _rate(lambda: forest.predict_proba(row), seconds)
-    out.append(Result("forest /predict", "in-process sklearn predict_proba", 1, r, r))
+    out.append(Result("forest /predict", SKLEARN_IN_PROCESS, 1, r, r))
     r = _rate(lambda: session.run(None, {name: row.astype(np.float32)}), seconds)
-    out.append(Result("forest /predict", "in-process ONNX session.run", 1, r, r))
+    out.append(Result("forest /predict", ONNX_IN_PROCESS, 1, r, r))
     r = _rate(lambda: service.predict_one("breast-cancer", None, row_body), seconds)
     out.append(Result("forest /predict", "in-process modelserve service (no HTTP)", 1, r, r))
     r = _rate(lambda: forest.predict_proba(batch), seconds)
-    out.append(
-        Result("forest /predict_batch 100", "in-process sklearn predict_proba", 1, r, r * 100)
-    )
+    out.append(Result("forest /predict_batch 100", SKLEARN_IN_PROCESS, 1, r, r * 100))
     r = _rate(lambda: service.predict_batch("breast-cancer", None, batch_body), seconds)
     out.append(
         Result(
             "forest /predict_batch 100", "in-process modelserve service (no HTTP)", 1, r, r * 100
         )
     )
+    r = _rate(lambda: forest.predict_proba(big), seconds)
+    out.append(Result(FOREST_BIG, SKLEARN_IN_PROCESS, 1, r, r * BIG_ROWS))
+    r = _rate(lambda: session.run(None, {name: big32}), seconds)
+    out.append(Result(FOREST_BIG, ONNX_IN_PROCESS, 1, r, r * BIG_ROWS))
+    r = _rate(lambda: custom.predict_proba(row), seconds)
+    out.append(Result(CUSTOM_ROW, SKLEARN_IN_PROCESS, 1, r, r))
+    out += _in_process_images(service, seconds)
     os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     return out
+
+
+def _in_process_images(service: Any, seconds: float) -> list[Result]:
+    """Per image model: the forward pass alone, and decode + preprocess + forward (1 image)."""
+    from benchmarks.images import png_files
+
+    files = png_files(1)
+    out = []
+    for model in IMAGE_MODELS:
+        mv = service.resolve(model)
+        transform = service.image_transform(mv)
+        input_name = mv.signature.tensor_inputs[0].name
+        x = transform.batch(files, 10**8)
+        r = _rate(partial(mv.runtime.predict, {input_name: x}), seconds)
+        out.append(Result(_image_workload(model), "in-process forward pass", 1, r, r))
+        r = _rate(partial(service.infer_images, mv, files), seconds)
+        out.append(
+            Result(_image_workload(model), "in-process decode + preprocess + forward", 1, r, r)
+        )
+    return out
+
+
+def _image_workload(model: str) -> str:
+    return f"{model} image base64"
 
 
 # -- servers under load ---------------------------------------------------------------------
@@ -326,7 +458,10 @@ class Server:
                 self._log.close()
 
 
-def wrk(server: Server, path: str, body: Path, connections: int, seconds: int) -> dict[str, Any]:
+def wrk(
+    server: Server, path: str, body: Path | None, connections: int, seconds: int
+) -> dict[str, Any]:
+    """One bounded wrk run: POST ``body`` as JSON, or GET when ``body`` is None."""
     cpu_before = server.cpu_seconds()
     proc = subprocess.run(
         [
@@ -343,7 +478,7 @@ def wrk(server: Server, path: str, body: Path, connections: int, seconds: int) -
             str(LUA),
             server.url + path,
         ],
-        env={**os.environ, "BODY_FILE": str(body)},
+        env={**os.environ, "BODY_FILE": "" if body is None else str(body)},
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -375,6 +510,9 @@ def load_result(
     )
 
 
+Run = tuple[str, str, "Path | None", int, int]  # workload, URL path, body (None: GET), rows, conns
+
+
 def under_load(
     prep: dict[str, Any],
     seconds: int,
@@ -383,82 +521,17 @@ def under_load(
     peers: bool = True,
     only: str | None = None,
     problems: list[str] | None = None,
+    facts: dict[str, Any] | None = None,
 ) -> list[Result]:
     """Every server target under wrk; with ``peers``, MLServer and BentoML too (``peers.py``).
 
     ``only`` is ``"peers"`` or ``"baselines"`` (modelserve and the apps in ``baselines/``).
-    A peer that will not install, start or answer correctly is reported in ``problems`` (and
-    printed), never timed; one of our own servers failing stops the run.
+    Every target answers each of its workloads correctly once before it is timed; a target that
+    will not start or answer correctly is reported in ``problems`` (and printed), never timed.
+    ``facts["runtimes"]`` receives each modelserve target's ``runtime`` of breast-cancer.
     """
-    gunicorn = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        "127.0.0.1:{port}",
-        "--log-level",
-        "warning",
-    ]
-    gthread = ["--worker-class", "gthread", "--workers", "2", "--threads", "8"]
-    bodies = prep["bodies"]
-    tuples: list[tuple[str, list[str], dict[str, str], list[tuple[str, str, str, int, int]]]] = [
-        (
-            "modelserve (gunicorn 2x8)",
-            [
-                sys.executable,
-                "-m",
-                "modelserve",
-                "serve",
-                str(prep["models"]),
-                "--port",
-                "{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "8",
-                "--default-model",
-                "breast-cancer",
-            ],
-            {"MODELSERVE_SECRET_KEY": "benchmark-only-secret", "MODELSERVE_LOG_LEVEL": "WARNING"},
-            [
-                ("forest /predict", "/predict", "forest_row", 1, 64),
-                ("forest /predict", "/predict", "forest_row", 1, 1),
-                ("iris /predict", "/models/iris/predict", "iris_row", 1, 64),
-                ("forest /predict_batch 100", "/predict_batch", "forest_batch100", 100, 8),
-            ],
-        ),
-        (
-            "naive tutorial app (gunicorn 4 sync)",
-            [*gunicorn, "--workers", "4", "benchmarks.baselines.naive_app:app"],
-            {"BENCH_MODEL": str(prep["forest_path"])},
-            [
-                ("forest /predict", "/predict", "forest_row", 1, 64),
-                ("forest /predict", "/predict", "forest_row", 1, 1),
-                ("forest /predict_batch 100", "/predict_batch", "forest_batch100", 100, 8),
-            ],
-        ),
-        (
-            "lean app: Flask+orjson+ONNX (gunicorn 2x8)",
-            [*gunicorn, *gthread, "benchmarks.baselines.lean_app:app"],
-            {"BENCH_ONNX": str(prep["onnx_path"]), "BENCH_FEATURES": ",".join(prep["names"])},
-            [
-                ("forest /predict", "/predict", "forest_row", 1, 64),
-                ("forest /predict", "/predict", "forest_row", 1, 1),
-            ],
-        ),
-        (
-            "Flask hello floor (gunicorn 2x8)",
-            [*gunicorn, *gthread, "benchmarks.baselines.hello_app:app"],
-            {},
-            [("forest /predict", "/predict", "forest_row", 1, 64)],
-        ),
-    ]
-    targets = [
-        LoadTarget(name, argv, env, [(w, path, bodies[b], rows, c) for w, path, b, rows, c in runs])
-        for name, argv, env, runs in tuples
-    ]
-    if only == "peers":
-        targets = []
+    facts = {} if facts is None else facts
+    targets = [] if only == "peers" else own_targets(prep, facts)
     if peers and only != "baselines":
         from benchmarks.peers import peer_targets
 
@@ -474,8 +547,6 @@ def under_load(
                 raise RuntimeError(target.error)
             server = Server(name, target.argv, target.env, target.ready_path, **target.options)
         except RuntimeError as exc:
-            if target.check is None:
-                raise
             problems.append(f"{name}: not measured: {exc}")
             print(f"  {name}: NOT MEASURED: {exc}", flush=True)
             continue
@@ -488,20 +559,310 @@ def under_load(
                 stats = wrk(server, path, body, conns, seconds)
                 result = load_result(workload, name, rows, conns, stats)
                 print(
-                    f"  {workload:28} {name:42} c={conns:<3} {result.req_per_s:9.1f} req/s",
+                    f"  {workload:30} {name:44} c={conns:<3} {result.req_per_s:9.1f} req/s"
+                    + (f"  ({result.errors} errors)" if result.errors else ""),
                     flush=True,
                 )
                 results.append(result)
                 measured += 1
         except RuntimeError as exc:
-            if target.check is None:
-                raise
             what = f"stopped after {measured} run(s)" if measured else "not measured"
             problems.append(f"{name}: {what}: {exc}")
             print(f"  {name}: {what.upper()}: {exc}", flush=True)
         finally:
             server.stop()
     return results
+
+
+# -- our own targets: modelserve and the baselines -------------------------------------------
+
+
+class CheckError(RuntimeError):
+    """A target answered a workload wrongly before it was timed."""
+
+
+Validator = Callable[[Any], None]  # given the parsed JSON answer; raises AssertionError
+
+
+def _http_check(
+    name: str, probes: list[tuple[str, str, Path | None, Validator]]
+) -> Callable[[str], None]:
+    """A check that sends each probe once and wants a 2xx whose JSON the validator accepts."""
+    import urllib.error
+    import urllib.request
+
+    def check(base_url: str) -> None:
+        for workload, path, body, validate in probes:
+            request = urllib.request.Request(
+                base_url + path,
+                data=None if body is None else body.read_bytes(),
+                headers={} if body is None else {"Content-Type": "application/json"},
+                method="GET" if body is None else "POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=120) as answer:
+                    raw = answer.read()
+            except urllib.error.HTTPError as exc:
+                detail = exc.read()[:300].decode(errors="replace")
+                raise CheckError(f"{name}, {workload}: HTTP {exc.code}: {detail}") from exc
+            except OSError as exc:
+                raise CheckError(f"{name}, {workload}: {exc}") from exc
+            try:
+                validate(raw)
+            except (AssertionError, ValueError, KeyError, IndexError, TypeError) as exc:
+                raise CheckError(
+                    f"{name}, {workload}: wrong answer ({exc!r}): {raw[:300]!r}"
+                ) from exc
+
+    return check
+
+
+def _any_ok(raw: bytes) -> None:
+    """The floor answers "ok" (not JSON): any 2xx will do."""
+
+
+def _json_ok(raw: bytes) -> None:
+    orjson.loads(raw)
+
+
+def _probability(expected: np.ndarray) -> Validator:
+    """One row's answer: its probabilities close to the in-process model's.
+
+    The tolerance allows an ONNX-compiled forest (float32 thresholds) to differ slightly.
+    """
+
+    def validate(raw: bytes) -> None:
+        got = np.asarray(orjson.loads(raw)["probability"], dtype=np.float64)
+        assert got.shape == expected.shape and np.allclose(got, expected, atol=0.05), got
+
+    return validate
+
+
+def _label(expected: int, key: str = "prediction") -> Validator:
+    def validate(raw: bytes) -> None:
+        got = orjson.loads(raw)[key]
+        assert int(got) == expected, f"{key} {got} != {expected}"
+
+    return validate
+
+
+def _batch(rows: int) -> Validator:
+    def validate(raw: bytes) -> None:
+        predictions = orjson.loads(raw)["predictions"]
+        assert len(predictions) == rows, f"{len(predictions)} predictions for {rows} rows"
+        assert "probability" in predictions[0]
+
+    return validate
+
+
+def _v2_proba(expected: np.ndarray) -> Validator:
+    def validate(raw: bytes) -> None:
+        out = {o["name"]: o for o in orjson.loads(raw)["outputs"]}["predict_proba"]
+        got = np.asarray(out["data"], dtype=np.float64).reshape(out["shape"])
+        assert got.shape == (1, *expected.shape) and np.allclose(got[0], expected, atol=0.05)
+
+    return validate
+
+
+def _health(raw: bytes) -> None:
+    assert isinstance(orjson.loads(raw), dict)
+
+
+def modelserve_runs(prep: dict[str, Any]) -> list[tuple[Run, Validator]]:
+    """modelserve's workloads, each with what its answer must say."""
+    b, expected = prep["bodies"], prep["expected"]
+    forest = _probability(expected["forest_row"])
+    image = _label(prep["image_label"], "class_index")
+    return [
+        (("forest /predict", "/predict", b["forest_row"], 1, 64), forest),
+        (("forest /predict", "/predict", b["forest_row"], 1, 1), forest),
+        (("/health", "/health", None, 1, 64), _health),
+        (
+            ("iris /predict", "/models/iris/predict", b["iris_row"], 1, 64),
+            _label(expected["iris_label"]),
+        ),
+        (
+            ("iris /predict", "/models/iris/predict", b["iris_row"], 1, 1),
+            _label(expected["iris_label"]),
+        ),
+        (
+            ("forest V2 infer", "/v2/models/breast-cancer/infer", b["forest_v2"], 1, 64),
+            _v2_proba(expected["forest_row"]),
+        ),
+        (
+            ("forest /predict_batch 100", "/predict_batch", b["forest_batch100"], 100, 8),
+            _batch(100),
+        ),
+        (
+            (FOREST_BIG, "/predict_batch", b["forest_batch10000"], BIG_ROWS, 2),
+            _batch(BIG_ROWS),
+        ),
+        (
+            (CUSTOM_ROW, f"/models/{CUSTOM_MODEL}/predict", b["forest_row"], 1, 64),
+            _probability(expected["custom_row"]),
+        ),
+        *(
+            (
+                (
+                    _image_workload(model),
+                    f"/models/{model}/predict_image_base64",
+                    b["digit_image"],
+                    1,
+                    8,
+                ),
+                image,
+            )
+            for model in IMAGE_MODELS
+        ),
+    ]
+
+
+def _modelserve_target(prep: dict[str, Any], server: str, facts: dict[str, Any]) -> LoadTarget:
+    name = modelserve_name(server)
+    pairs = modelserve_runs(prep)
+    runs = [run for run, _ in pairs]
+    probes = _unique_probes(name, pairs)
+    http_check = _http_check(name, probes)
+
+    def check(base_url: str) -> None:
+        http_check(base_url)
+        try:
+            with urlopen_json(base_url + "/models/breast-cancer") as info:
+                facts.setdefault("runtimes", {})[name] = info.get("runtime")
+        except (OSError, ValueError) as exc:
+            raise CheckError(f"{name}: GET /models/breast-cancer: {exc}") from exc
+
+    return LoadTarget(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "modelserve",
+            "serve",
+            str(prep["models"]),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--server",
+            server,
+            "--workers",
+            "1",
+            "--threads",
+            "64",
+            "--default-model",
+            "breast-cancer",
+        ],
+        {"MODELSERVE_SECRET_KEY": "benchmark-only-secret", "MODELSERVE_LOG_LEVEL": "WARNING"},
+        runs,
+        ready_path="/health",
+        options={"ready_status": 200, "start_timeout": 60.0},
+        check=check,
+    )
+
+
+@contextlib.contextmanager
+def urlopen_json(url: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        yield orjson.loads(answer.read())
+
+
+def _unique_probes(
+    name: str, pairs: list[tuple[Run, Validator]]
+) -> list[tuple[str, str, Path | None, Validator]]:
+    seen: set[tuple[str, str]] = set()
+    probes = []
+    for (workload, path, body, _, _), validate in pairs:
+        if (workload, path) not in seen:
+            seen.add((workload, path))
+            probes.append((workload, path, body, validate))
+    return probes
+
+
+def _baseline_target(
+    name: str, argv: list[str], env: dict[str, str], pairs: list[tuple[Run, Validator]]
+) -> LoadTarget:
+    return LoadTarget(
+        name,
+        argv,
+        env,
+        [run for run, _ in pairs],
+        check=_http_check(name, _unique_probes(name, pairs)),
+    )
+
+
+def own_targets(prep: dict[str, Any], facts: dict[str, Any]) -> list[LoadTarget]:
+    """modelserve on each WSGI server, then the baselines (naive, lean and floor apps)."""
+    gunicorn = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        "127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+    ]
+    gthread = ["--worker-class", "gthread", "--workers", "2", "--threads", "8"]
+    granian = [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--workers",
+        "1",
+        "--blocking-threads",
+        "8",
+        "--no-ws",
+        "--log-level",
+        "warning",
+    ]
+    b, expected = prep["bodies"], prep["expected"]
+    forest = _probability(expected["forest_row"])
+    row64: Run = ("forest /predict", "/predict", b["forest_row"], 1, 64)
+    row1: Run = ("forest /predict", "/predict", b["forest_row"], 1, 1)
+    lean_env = {"BENCH_ONNX": str(prep["onnx_path"]), "BENCH_FEATURES": ",".join(prep["names"])}
+    lean_app, hello_app = "benchmarks.baselines.lean_app:app", "benchmarks.baselines.hello_app:app"
+    floor_runs: list[tuple[Run, Validator]] = [
+        (row64, _any_ok),  # first: what --quick measures
+        (("/health", "/health", None, 1, 64), _any_ok),
+    ]
+    return [
+        _modelserve_target(prep, "granian", facts),
+        _modelserve_target(prep, "gunicorn", facts),
+        _baseline_target(
+            "naive tutorial app (gunicorn 4 sync)",
+            [*gunicorn, "--workers", "4", "benchmarks.baselines.naive_app:app"],
+            {"BENCH_MODEL": str(prep["forest_path"])},
+            [
+                (row64, forest),
+                (row1, forest),
+                (
+                    ("forest /predict_batch 100", "/predict_batch", b["forest_batch100"], 100, 8),
+                    _batch(100),
+                ),
+            ],
+        ),
+        _baseline_target(
+            lean_name("gunicorn"),
+            [*gunicorn, *gthread, lean_app],
+            lean_env,
+            [(row64, forest), (row1, forest)],
+        ),
+        _baseline_target(
+            lean_name("granian"), [*granian, lean_app], lean_env, [(row64, forest), (row1, forest)]
+        ),
+        _baseline_target(
+            "Flask hello floor (gunicorn 2x8)", [*gunicorn, *gthread, hello_app], {}, floor_runs
+        ),
+        _baseline_target("Flask hello floor (granian 1x8)", [*granian, hello_app], {}, floor_runs),
+    ]
 
 
 @dataclass
@@ -511,7 +872,7 @@ class LoadTarget:
     name: str
     argv: list[str]
     env: dict[str, str]
-    runs: list[tuple[str, str, Path, int, int]]  # workload, URL path, body, rows, connections
+    runs: list[Run]  # workload, URL path, body (None: GET), rows, connections
     ready_path: str = "/predict"
     options: dict[str, Any] = field(default_factory=dict)  # more keyword arguments for Server
     check: Callable[[str], None] | None = None  # given the base URL; raises on a wrong answer
@@ -519,7 +880,7 @@ class LoadTarget:
 
 
 def _peer_load_target(peer: PeerTarget) -> LoadTarget:
-    runs = []
+    runs: list[Run] = []
     for workload, conns in peer.runs:
         spec = peer.workloads[workload]
         runs.append((workload, spec.path, spec.body, spec.rows, conns))
@@ -549,27 +910,48 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def render(
-    results: list[Result], command: str, seconds: int, problems: list[str] | None = None
+    results: list[Result],
+    command: str,
+    seconds: int,
+    problems: list[str] | None = None,
+    facts: dict[str, Any] | None = None,
 ) -> str:
+    """The report: setup, one table of every row, the targets, comparisons and problems."""
+    facts = facts or {}
     cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
     pkgs = ", ".join(
-        f"{p} {version(p)}"
-        for p in ("flask", "gunicorn", "numpy", "scikit-learn", "onnxruntime", "orjson")
+        f"{p} {_version(p)}"
+        for p in (
+            "flask",
+            "gunicorn",
+            "granian",
+            "numpy",
+            "scikit-learn",
+            "onnxruntime",
+            "torch",
+            "orjson",
+        )
     )
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
-        f"Run {when} · `{command}` · {seconds} s per load run",
+        f"Run {when} · `{command}` · {seconds} s per load run (after a 2 s warm-up)",
         "",
         f"Machine: {os.cpu_count()} cores ({cpu}); Python {platform.python_version()}; {pkgs}.",
-        f"Servers pinned to core {SERVER_CPU}, wrk (1 thread) to core {LOAD_CPU}, loopback only.",
+        f"Servers pinned to core {SERVER_CPU}, wrk (1 thread) to core {LOAD_CPU}, loopback only. "
+        "modelserve: `--workers 1 --threads 64`, adaptive batching on (its defaults). "
+        "Every target answered each workload correctly once before it was timed; `errors` are "
+        "non-2xx answers plus socket errors.",
         *(
             [
                 "Peers (MLServer, BentoML): one process or worker each, in their own venvs, on "
-                "the same artifacts; see benchmarks/peers/README.md."
+                "the same artifacts; see benchmarks/peers/README.md. MLServer answers the "
+                "`forest /predict` and `/predict_batch 100` workloads with V2 infer on a "
+                "`[1,30]` / `[100,30]` FP64 tensor."
             ]
             if any(r.target.startswith(PEER_PREFIXES) for r in results) or problems
             else []
@@ -593,38 +975,85 @@ def render(
             str(r.errors),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    targets = render_targets(evaluate(results, facts.get("runtimes")))
+    if targets:
+        lines += ["", *targets]
+    comparisons = compare(results)
+    if comparisons:
+        lines += ["", "**Comparisons**", "", *comparisons]
+    if problems:
+        lines += ["", *(f"- Problem: {p.splitlines()[0][:300]}" for p in problems)]
+    return "\n".join(lines) + "\n"
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except Exception:  # not installed: say so rather than fail the report
+        return "n/a"
+
+
+def compare(results: list[Result]) -> list[str]:
+    """Ratio lines beyond the targets: modelserve against the naive app, the peers' V2, the
+    in-process image rates and the 10,000-row in-process rates."""
     by = {(r.workload, r.target, r.connections): r for r in results}
-    ours_name = "modelserve (gunicorn 2x8)"
-    others = {
-        "naive": "naive tutorial app (gunicorn 4 sync)",
-        "lean ONNX app": "lean app: Flask+orjson+ONNX (gunicorn 2x8)",
-    }
-    ratios = []
-    for workload, conns in (("forest /predict", 64), ("forest /predict_batch 100", 8)):
-        ours = by.get((workload, ours_name, conns))
-        for label, target in others.items():
-            other = by.get((workload, target, conns))
-            if ours and other:
-                ratio = ours.req_per_s / other.req_per_s
-                ratios.append(f"- {workload}, {conns} conns: modelserve / {label} = {ratio:.2f}x")
     peer_names = list(
         dict.fromkeys(r.target for r in results if r.target.startswith(PEER_PREFIXES))
     )
-    for workload, conns in (("forest /predict", 64), ("iris /predict", 64)):
-        ours = by.get((workload, ours_name, conns))
+    naive = "naive tutorial app (gunicorn 4 sync)"
+    out = []
+
+    def line(text: str, ours: Result | None, other: Result | None, metric: str) -> None:
+        if ours is None or other is None or not getattr(other, metric):
+            return
+        ratio = getattr(ours, metric) / getattr(other, metric)
+        refused = f" ({other.errors:,} errors there)" if other.errors else ""
+        out.append(f"- {text} = {ratio:.2f}x{refused}")
+
+    for server in ("granian", "gunicorn"):
+        ms = modelserve_name(server)
+        for workload, conns in (("forest /predict", 64), ("forest /predict_batch 100", 8)):
+            line(
+                f"{workload}, {conns} conns: {ms} / naive (req/s)",
+                by.get((workload, ms, conns)),
+                by.get((workload, naive, conns)),
+                "req_per_s",
+            )
         for target in peer_names:
-            other = by.get((workload, target, conns))
-            if ours and other and other.req_per_s:
-                ratio = ours.req_per_s / other.req_per_s
-                refused = f" ({other.errors:,} errors there)" if other.errors else ""
-                ratios.append(
-                    f"- {workload}, {conns} conns: modelserve / {target} = {ratio:.2f}x{refused}"
+            if target.startswith("MLServer"):
+                line(
+                    f"forest V2 infer, 64 conns: {ms} / {target} (req/s)",
+                    by.get(("forest V2 infer", ms, 64)),
+                    by.get(("forest /predict", target, 64)),
+                    "req_per_s",
                 )
-    if ratios:
-        lines += ["", *ratios]
-    if problems:
-        lines += ["", *(f"- Peer problem: {p.splitlines()[0][:300]}" for p in problems)]
-    return "\n".join(lines) + "\n"
+            for workload in ("forest /predict", "iris /predict"):
+                line(
+                    f"{workload}, 64 conns: {ms} / {target} (req/s)",
+                    by.get((workload, ms, 64)),
+                    by.get((workload, target, 64)),
+                    "req_per_s",
+                )
+        for reference in (SKLEARN_IN_PROCESS, ONNX_IN_PROCESS):
+            line(
+                f"{FOREST_BIG}, 2 conns: {ms} / {reference} on a 10,000-row array (rows/s)",
+                by.get((FOREST_BIG, ms, 2)),
+                by.get((FOREST_BIG, reference, 1)),
+                "rows_per_s",
+            )
+        for model in IMAGE_MODELS:
+            workload = _image_workload(model)
+            for reference in (
+                "in-process forward pass",
+                "in-process decode + preprocess + forward",
+            ):
+                line(
+                    f"{workload}, 8 conns: {ms} / {reference} (images/s)",
+                    by.get((workload, ms, 8)),
+                    by.get((workload, reference, 1)),
+                    "req_per_s",
+                )
+    return out
 
 
 def write_report(report: str) -> None:
@@ -641,7 +1070,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=8, help="seconds per load run")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per load run")
     parser.add_argument("--quick", action="store_true", help="one load run per server")
     parser.add_argument(
         "--no-write", action="store_true", help="print, do not update BENCHMARKS.md"
@@ -666,15 +1095,22 @@ def main() -> None:
     results = []
     if args.only != "peers":
         print("in-process ...", flush=True)
-        results += in_process(prep, seconds=3.0)
+        results += in_process(prep, seconds=2.0)
     print("under load ...", flush=True)
     problems: list[str] = []
+    facts: dict[str, Any] = {}
     results += under_load(
-        prep, args.duration, args.quick, peers=not args.no_peers, only=args.only, problems=problems
+        prep,
+        args.duration,
+        args.quick,
+        peers=not args.no_peers,
+        only=args.only,
+        problems=problems,
+        facts=facts,
     )
     (CACHE / "latest.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
     command = "python -m benchmarks.run" + "".join(f" {a}" for a in sys.argv[1:])
-    report = render(results, command, args.duration, problems)
+    report = render(results, command, args.duration, problems, facts)
     print(report)
     if not args.no_write:
         write_report(report)

@@ -1,9 +1,15 @@
--- POST the file named by BODY_FILE as JSON, and print a machine-readable summary at the end.
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
-wrk.body = f:read("*a")
-f:close()
+-- POST the file named by BODY_FILE as JSON (GET without a body when BODY_FILE is empty), and
+-- print a machine-readable summary at the end.
+local body_file = os.getenv("BODY_FILE")
+if body_file ~= nil and body_file ~= "" then
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  local f = assert(io.open(body_file, "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+else
+  wrk.method = "GET"
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors
