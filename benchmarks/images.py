@@ -23,14 +23,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 sys.path.insert(0, str(SRC))
+sys.path.insert(0, str(ROOT))
 
+from benchmarks._timing import rate  # noqa: E402
 from modelserve.demo import train_demo_models  # noqa: E402
 from modelserve.demo_digits import load_split  # noqa: E402
 from modelserve.demo_digits import render_digit  # noqa: E402
@@ -71,16 +72,6 @@ def multipart(files: list[bytes], boundary: str) -> bytes:
         for i, data in enumerate(files)
     ]
     return b"".join(parts) + f"--{boundary}--\r\n".encode()
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds`` (after one warm-up call)."""
-    fn()
-    n, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        fn()
-        n += 1
-    return n / elapsed
 
 
 def in_process(models: Path, files: list[bytes], seconds: float) -> list[tuple[str, ...]]:

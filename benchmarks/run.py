@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from benchmarks._timing import rate
 from benchmarks.targets import CUSTOM_ROW
 from benchmarks.targets import FOREST_BIG
 from benchmarks.targets import ONNX_IN_PROCESS
@@ -225,15 +226,6 @@ def _manifest_inputs(model_dir: Path) -> list[dict[str, Any]]:
 # -- in-process limits ----------------------------------------------------------------------
 
 
-def _rate(fn: Callable[[], object], seconds: float) -> float:
-    fn()
-    n, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        fn()
-        n += 1
-    return n / elapsed
-
-
 def in_process(prep: dict[str, Any], seconds: float) -> list[Result]:
     """The model alone and modelserve's service without HTTP, on the server's core."""
     import joblib
@@ -260,25 +252,25 @@ def in_process(prep: dict[str, Any], seconds: float) -> list[Result]:
     batch_body = prep["bodies"]["forest_batch100"].read_bytes()
     big32 = big.astype(np.float32)
     out = []
-    r = _rate(lambda: forest.predict_proba(row), seconds)
+    r = rate(lambda: forest.predict_proba(row), seconds)
     out.append(Result("forest /predict", SKLEARN_IN_PROCESS, 1, r, r))
-    r = _rate(lambda: session.run(None, {name: row.astype(np.float32)}), seconds)
+    r = rate(lambda: session.run(None, {name: row.astype(np.float32)}), seconds)
     out.append(Result("forest /predict", ONNX_IN_PROCESS, 1, r, r))
-    r = _rate(lambda: service.predict_one("breast-cancer", None, row_body), seconds)
+    r = rate(lambda: service.predict_one("breast-cancer", None, row_body), seconds)
     out.append(Result("forest /predict", "in-process modelserve service (no HTTP)", 1, r, r))
-    r = _rate(lambda: forest.predict_proba(batch), seconds)
+    r = rate(lambda: forest.predict_proba(batch), seconds)
     out.append(Result("forest /predict_batch 100", SKLEARN_IN_PROCESS, 1, r, r * 100))
-    r = _rate(lambda: service.predict_batch("breast-cancer", None, batch_body), seconds)
+    r = rate(lambda: service.predict_batch("breast-cancer", None, batch_body), seconds)
     out.append(
         Result(
             "forest /predict_batch 100", "in-process modelserve service (no HTTP)", 1, r, r * 100
         )
     )
-    r = _rate(lambda: forest.predict_proba(big), seconds)
+    r = rate(lambda: forest.predict_proba(big), seconds)
     out.append(Result(FOREST_BIG, SKLEARN_IN_PROCESS, 1, r, r * BIG_ROWS))
-    r = _rate(lambda: session.run(None, {name: big32}), seconds)
+    r = rate(lambda: session.run(None, {name: big32}), seconds)
     out.append(Result(FOREST_BIG, ONNX_IN_PROCESS, 1, r, r * BIG_ROWS))
-    r = _rate(lambda: custom.predict_proba(row), seconds)
+    r = rate(lambda: custom.predict_proba(row), seconds)
     out.append(Result(CUSTOM_ROW, SKLEARN_IN_PROCESS, 1, r, r))
     out += _in_process_images(service, seconds)
     os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
@@ -296,9 +288,9 @@ def _in_process_images(service: Any, seconds: float) -> list[Result]:
         transform = service.image_transform(mv)
         input_name = mv.signature.tensor_inputs[0].name
         x = transform.batch(files, 10**8)
-        r = _rate(partial(mv.runtime.predict, {input_name: x}), seconds)
+        r = rate(partial(mv.runtime.predict, {input_name: x}), seconds)
         out.append(Result(_image_workload(model), "in-process forward pass", 1, r, r))
-        r = _rate(partial(service.infer_images, mv, files), seconds)
+        r = rate(partial(service.infer_images, mv, files), seconds)
         out.append(
             Result(_image_workload(model), "in-process decode + preprocess + forward", 1, r, r)
         )

@@ -103,19 +103,10 @@ def run_gunicorn(settings: ServerSettings) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            from .app import create_app
-
             # gunicorn resets SIGHUP to "terminate" in a new worker; a SIGHUP fanned out while
             # this worker loads its models must not kill it (it loads the latest state anyway).
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            try:
-                app = create_app(settings)
-            except ModelServeError as exc:
-                # A clean line in the log, then the status that makes the master stop.
-                sys.stderr.write(f"modelserve: {exc.message}\n")
-                sys.exit(_WORKER_BOOT_ERROR)
-            watch_repository(app, settings, in_worker=True)
-            return app
+            return worker_app(settings, in_worker=True)
 
         def run(self) -> None:
             try:
@@ -149,16 +140,22 @@ def granian_app() -> Any:
     other workers at their next poll (through the shared state file). SIGHUP to granian's
     main process is granian's own: it restarts the workers, which load the latest state.
     """
-    from .app import create_app
     from .settings import load_settings
 
-    settings = load_settings()
+    return worker_app(load_settings(), in_worker=False)
+
+
+def worker_app(settings: ServerSettings, in_worker: bool) -> Flask:
+    """Build a server worker's app and start its hot reload; a worker that cannot load
+    exits with the status that makes the master stop, after one clean line in the log."""
+    from .app import create_app
+
     try:
         app = create_app(settings)
     except ModelServeError as exc:
         sys.stderr.write(f"modelserve: {exc.message}\n")
         sys.exit(_WORKER_BOOT_ERROR)
-    watch_repository(app, settings, in_worker=False)
+    watch_repository(app, settings, in_worker=in_worker)
     return app
 
 

@@ -306,6 +306,20 @@ def _split_bytes(name: str, raw: memoryview) -> list[bytes]:
 # -- responses --------------------------------------------------------------------------------
 
 
+def _tensor_item(name: str, array: Tensor, binary: bool, blobs: list[bytes]) -> dict[str, Any]:
+    """One tensor of a request or response: JSON ``data``, or appended to ``blobs`` as binary
+    data (the binary tensor extension) with its size in ``parameters``."""
+    datatype = datatype_of(array)
+    item: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+    if binary:
+        blob = _to_binary(datatype, array)
+        item["parameters"] = {"binary_data_size": len(blob)}
+        blobs.append(blob)
+    else:
+        item["data"] = _to_json(datatype, array)
+    return item
+
+
 def encode_response(
     model_name: str,
     model_version: str,
@@ -320,15 +334,7 @@ def encode_response(
     items: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, array, binary in outputs:
-        datatype = datatype_of(array)
-        item: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if binary:
-            blob = _to_binary(datatype, array)
-            item["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            item["data"] = _to_json(datatype, array)
-        items.append(item)
+        items.append(_tensor_item(name, array, binary, blobs))
     body: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
         body["id"] = request_id
@@ -377,15 +383,7 @@ def encode_request(
     items: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, array, binary in inputs:
-        datatype = datatype_of(array)
-        item: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype}
-        if binary:
-            blob = _to_binary(datatype, array)
-            item["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            item["data"] = _to_json(datatype, array)
-        items.append(item)
+        items.append(_tensor_item(name, array, binary, blobs))
     body: dict[str, Any] = {}
     if request_id is not None:
         body["id"] = request_id
