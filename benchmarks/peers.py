@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._http import fetch
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache"
 TEMPLATES = ROOT / "benchmarks" / "peers"
@@ -172,14 +174,7 @@ class PeerTarget:
                 headers={"Content-Type": "application/json"},
                 method="POST",
             )
-            try:
-                with urllib.request.urlopen(request, timeout=60) as answer:
-                    body = answer.read()
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:300].decode(errors="replace")
-                raise PeerError(f"{self.name}, {workload}: HTTP {exc.code}: {detail}") from exc
-            except OSError as exc:
-                raise PeerError(f"{self.name}, {workload}: {exc}") from exc
+            body = fetch(request, 60, f"{self.name}, {workload}", PeerError)
             try:
                 got = self.parse(body)
             except (ValueError, KeyError, IndexError, TypeError) as exc:

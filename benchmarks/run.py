@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from benchmarks._http import fetch
 from benchmarks._timing import rate
 from benchmarks.targets import CUSTOM_ROW
 from benchmarks.targets import FOREST_BIG
@@ -591,14 +592,7 @@ def _http_check(
                 headers={} if body is None else {"Content-Type": "application/json"},
                 method="GET" if body is None else "POST",
             )
-            try:
-                with urllib.request.urlopen(request, timeout=120) as answer:
-                    raw = answer.read()
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:300].decode(errors="replace")
-                raise CheckError(f"{name}, {workload}: HTTP {exc.code}: {detail}") from exc
-            except OSError as exc:
-                raise CheckError(f"{name}, {workload}: {exc}") from exc
+            raw = fetch(request, 120, f"{name}, {workload}", CheckError)
             try:
                 validate(raw)
             except (AssertionError, ValueError, KeyError, IndexError, TypeError) as exc:
