@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,17 @@ class LiveServer:
                 continue
             break
         return self.output()
+
+
+@contextmanager
+def running_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """A real server for a ``with`` block (module-scoped fixtures): ready inside, stopped after."""
+    server = LiveServer(args, env)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from modelserve.client import ModelServeClient
 
 from . import models
 from .conftest import LiveServer
+from .conftest import running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -21,12 +22,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     repo = tmp_path_factory.mktemp("client") / "models"
     models.write_model(repo, "iris", models.iris())
     models.write_model(repo, "forest", models.forest())
-    server = LiveServer([str(repo), "--default-model", "iris"])
-    try:
-        server.wait_ready()
+    with running_server([str(repo), "--default-model", "iris"]) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

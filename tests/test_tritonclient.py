@@ -13,6 +13,7 @@ from tritonclient.utils import InferenceServerException
 
 from . import models
 from .conftest import LiveServer
+from .conftest import running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -26,14 +27,9 @@ def server(
     models.write_model(repo, "iris", models.iris())
     models.write_model(repo, "forest", models.forest())
     models.write_model(repo, "labels", models.string_labels())
-    server = LiveServer(
-        [str(repo), "--workers", "2", "--default-model", "iris", "--server", request.param]
-    )
-    try:
-        server.wait_ready()
+    args = [str(repo), "--workers", "2", "--default-model", "iris", "--server", request.param]
+    with running_server(args) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from collections.abc import Collection
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from typing import Literal
@@ -116,9 +117,13 @@ class ModelEntry:
             out.append({**v.status(), "state": "rejected", "serving": "previous copy"})
         return out
 
-    @property
+    @cached_property
     def default(self) -> ModelVersion | None:
-        """The highest version that loaded, or ``None``."""
+        """The highest version that loaded, or ``None``.
+
+        Computed once: an entry is never changed after it is published (a rescan builds new
+        entries and swaps the whole table), and every request asks for it.
+        """
         ready = [v for v in self.versions.values() if v.ready]
         return max(ready, key=lambda v: int(v.version), default=None)
 

@@ -247,25 +247,30 @@ class InferenceService:
 
     def predict_one(self, name: str | None, version: str | None, body: bytes) -> dict[str, Any]:
         """Score one JSON object of named features (the seed's ``/predict``)."""
-        mv = self.resolve(name, version)
-        codec = self.codec(mv)
-        with self.incoming(mv):
-            x = codec.decode_one(parse_json(body))
-            out = self._cached(
-                mv, "one", x, lambda: codec.encode_one(self.infer(mv, {TABULAR_INPUT: x}))
-            )
-        out["model"] = mv.name
-        out["version"] = mv.version
-        return out
+        return self._predict_seed(name, version, body, batch=False)
 
     def predict_batch(self, name: str | None, version: str | None, body: bytes) -> dict[str, Any]:
         """Score ``{"instances": [...]}`` (the seed's ``/predict_batch``)."""
+        return self._predict_seed(name, version, body, batch=True)
+
+    def _predict_seed(
+        self, name: str | None, version: str | None, body: bytes, batch: bool
+    ) -> dict[str, Any]:
         mv = self.resolve(name, version)
         codec = self.codec(mv)
         with self.incoming(mv):
-            x = codec.decode_batch(parse_json(body), body)
+            payload = parse_json(body)
+            if batch:
+                x = codec.decode_batch(payload, body)
+                encode = codec.encode_batch
+            else:
+                x = codec.decode_one(payload)
+                encode = codec.encode_one
             out = self._cached(
-                mv, "batch", x, lambda: codec.encode_batch(self.infer(mv, {TABULAR_INPUT: x}))
+                mv,
+                "batch" if batch else "one",
+                x,
+                lambda: encode(self.infer(mv, {TABULAR_INPUT: x})),
             )
         out["model"] = mv.name
         out["version"] = mv.version

@@ -107,6 +107,7 @@ class AutoRuntime(Runtime):
         self._impl = sk
         self.reason = None
         self.cache_path = None
+        self._all_outputs = frozenset(sk.signature().outputs)
         try:
             self._impl = self._compile(sk)
         except NotCompiled as exc:
@@ -229,7 +230,7 @@ class AutoRuntime(Runtime):
         self, compiled: Runtime, inputs: TensorDict, outputs: Sequence[str] | None
     ) -> TensorDict:
         classes = self._sklearn.classes
-        wanted = set(outputs) if outputs is not None else set(self.signature().outputs)
+        wanted = set(outputs) if outputs is not None else self._all_outputs
         if self._sklearn.labels_from_proba and classes is not None and PREDICT_OUTPUT in wanted:
             # scikit-learn defines these estimators' labels as classes_[argmax(proba)]; take
             # them the same way (ties included) rather than from the graph's own tie-break.
