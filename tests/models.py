@@ -142,3 +142,18 @@ def reject_negative_sepal(x: np.ndarray) -> np.ndarray:
 def log_scale(x: np.ndarray) -> np.ndarray:
     """A custom Python transform skl2onnx knows nothing about."""
     return np.sign(x) * np.log1p(np.abs(x))
+
+
+#: ``sepal_length`` value that makes :func:`slow_on_marker` take :data:`SLOW_SECONDS`.
+SLOW_MARKER = 42.0
+SLOW_SECONDS = 3.0
+
+
+def slow_on_marker(x: np.ndarray) -> np.ndarray:
+    """A transform that takes a while for rows flagged with :data:`SLOW_MARKER`, so a test
+    can hold a request in flight while the server swaps versions."""
+    if (x[:, 0] == SLOW_MARKER).any():
+        import time
+
+        time.sleep(SLOW_SECONDS)
+    return x

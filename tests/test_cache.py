@@ -83,12 +83,7 @@ def test_redis_cache_is_shared_between_servers(tmp_path: Path) -> None:
     row = models.features_of(models.iris(), models.iris().x[10])
     app_a.test_client().post("/predict", json=row)  # type: ignore[attr-defined]
     app_b.test_client().post("/predict", json=row)
-    assert (
-        app_b.extensions["modelserve"].cache_stats(app_b.extensions["modelserve"].resolve("iris"))[
-            "hits"
-        ]
-        == 1
-    )
+    assert app_b.extensions["modelserve"].resolve("iris").cache.stats()["hits"] == 1
 
 
 def test_a_changed_artifact_never_hits_old_answers(tmp_path: Path) -> None:
@@ -119,7 +114,7 @@ def test_a_changed_artifact_never_hits_old_answers(tmp_path: Path) -> None:
     )
     answer = app_b.test_client().post("/predict", json=row).json
     service = app_b.extensions["modelserve"]
-    assert service.cache_stats(service.resolve("iris"))["hits"] == 0
+    assert service.resolve("iris").cache.stats()["hits"] == 0
     z = trained.preprocessor.transform(trained.x[10:11])
     assert answer["probability"] == other.predict_proba(z)[0].tolist()
 

@@ -63,3 +63,39 @@ def test_errors_and_settings_are_leaves() -> None:
     assert {m for m in imported_modules(PACKAGE / "settings.py") if m.startswith(".")} == {
         ".errors"
     }
+
+
+def test_the_core_does_not_import_what_sits_on_it() -> None:
+    """service/serving/repository are under the protocols, the admin and the listings."""
+    above = ("protocols", "admin", "listing", "api", "app", "cli", "server")
+    for name in ("service.py", "serving.py", "repository.py"):
+        bad = [
+            m
+            for m in imported_modules(PACKAGE / name)
+            if m.startswith(".") and m.lstrip(".").split(".")[0] in above
+        ]
+        assert bad == [], f"{name} imports {bad}"
+
+
+def test_no_url_paths_in_the_core() -> None:
+    """Routes are the transport's business: the core's messages never name a URL path."""
+    for name in ("service.py", "serving.py", "repository.py", "errors.py"):
+        tree = ast.parse((PACKAGE / name).read_text(encoding="utf-8"))
+        paths = [
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and any(p in node.value for p in ("/predict", "/v2", "/models/", "/health"))
+        ]
+        assert paths == [], f"{name} names URL paths: {paths}"
+
+
+def test_no_assert_in_production_code() -> None:
+    """``python -O`` drops asserts: a check that matters must be a real one."""
+    offenders = [
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if any(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(p.read_text())))
+    ]
+    assert offenders == []

@@ -12,6 +12,7 @@ import pytest
 from modelserve.errors import ModelLoadError
 from modelserve.errors import ModelNotFound
 from modelserve.errors import ModelNotReady
+from modelserve.repository import FailedVersion
 from modelserve.repository import ModelRepository
 from modelserve.settings import ServerSettings
 
@@ -42,7 +43,7 @@ def test_single_file_with_separate_preprocessor(tmp_path: Path) -> None:
     joblib.dump(trained.preprocessor, tmp_path / "scaler.pkl")
     r = repository(tmp_path / "trained_model.pkl", preprocessor=tmp_path / "scaler.pkl")
     mv = r.get("trained_model")
-    assert mv.version == "1"
+    assert mv.version == 1
     assert mv.signature is not None
     assert mv.signature.feature_names == ["x0", "x1", "x2", "x3"]
     assert mv.runtime is not None
@@ -67,13 +68,13 @@ def test_highest_ready_version_is_default_and_failures_are_kept(tmp_path: Path) 
     r = repository(tmp_path)
     entry = r.find_entry("iris")
     assert entry is not None
-    assert entry.default is not None and entry.default.version == "2"
-    assert not entry.versions["10"].ready
-    assert "sha256 mismatch for 10/model.joblib" in (entry.versions["10"].error or "")
+    assert entry.default is not None and entry.default.version == 2
+    assert not entry.versions[10].ready
+    assert "sha256 mismatch for 10/model.joblib" in (entry.versions[10].error or "")
     with pytest.raises(ModelNotReady, match="sha256 mismatch"):
-        r.get("iris", "10")
+        r.get("iris", 10)
     with pytest.raises(ModelNotFound):
-        r.get("iris", "3")
+        r.get("iris", 3)
     with pytest.raises(ModelNotFound):
         r.get("nope")
 
@@ -82,9 +83,8 @@ def test_hash_mismatch_refuses_to_load_with_clear_message(tmp_path: Path) -> Non
     model_dir = models.write_model(tmp_path, "iris", models.iris())
     joblib.dump(models.forest().model, model_dir / "1" / "model.joblib")
     r = repository(tmp_path)
-    mv = r.find_entry("iris").versions["1"]  # type: ignore[union-attr]
-    assert mv.state == "failed" and mv.runtime is None
-    assert mv.error is not None
+    mv = r.find_entry("iris").versions[1]  # type: ignore[union-attr]
+    assert isinstance(mv, FailedVersion) and mv.state == "failed"
     assert "sha256 mismatch for 1/model.joblib" in mv.error
     assert "refusing to load" in mv.error
 
@@ -92,7 +92,7 @@ def test_hash_mismatch_refuses_to_load_with_clear_message(tmp_path: Path) -> Non
 def test_require_sha256_refuses_unpinned_artifacts(tmp_path: Path) -> None:
     models.write_model(tmp_path, "iris", models.iris(), pin=False)
     assert repository(tmp_path).get("iris").ready
-    failed = repository(tmp_path, require_sha256=True).find_entry("iris").versions["1"]  # type: ignore[union-attr]
+    failed = repository(tmp_path, require_sha256=True).find_entry("iris").versions[1]  # type: ignore[union-attr]
     assert not failed.ready
     assert "MODELSERVE_REQUIRE_SHA256" in (failed.error or "")
 
@@ -115,7 +115,7 @@ def test_invalid_manifest_lists_every_problem(tmp_path: Path) -> None:
     (model_dir / "model.yaml").write_text(
         "runtime: sklearn\ntask: clustering\nsha256: {x: nothex}\ncolour: red\n"
     )
-    error = repository(tmp_path).find_entry("iris").versions["1"].error or ""  # type: ignore[union-attr]
+    error = repository(tmp_path).find_entry("iris").versions[1].error or ""  # type: ignore[union-attr]
     assert "task" in error and "colour" in error and "sha256" in error
 
 
@@ -124,13 +124,13 @@ def test_several_artifacts_need_a_name(tmp_path: Path) -> None:
     vdir.mkdir(parents=True)
     joblib.dump(models.iris().model, vdir / "a.joblib")
     joblib.dump(models.iris().model, vdir / "b.joblib")
-    error = repository(tmp_path).find_entry("m").versions["1"].error or ""  # type: ignore[union-attr]
+    error = repository(tmp_path).find_entry("m").versions[1].error or ""  # type: ignore[union-attr]
     assert "Several artifacts" in error and "a.joblib, b.joblib" in error
 
 
 def test_manifest_inputs_must_match_the_model(tmp_path: Path) -> None:
     models.write_model(tmp_path, "iris", models.iris(), manifest={"inputs": [{"name": "a"}]})
-    error = repository(tmp_path).find_entry("iris").versions["1"].error or ""  # type: ignore[union-attr]
+    error = repository(tmp_path).find_entry("iris").versions[1].error or ""  # type: ignore[union-attr]
     assert "lists 1 inputs but the model was fitted on 4 features" in error
 
 
@@ -149,5 +149,5 @@ def test_check_verifies_without_loading(tmp_path: Path) -> None:
         mv.name: mv
         for mv in ModelRepository(ServerSettings(profile="testing", model_path=tmp_path)).check()
     }
-    assert checked["iris"].error is None and checked["iris"].runtime is None
+    assert checked["iris"].error is None
     assert "sha256 mismatch" in (checked["copy"].error or "")

@@ -67,7 +67,8 @@ def test_200_concurrent_mixed_requests_get_their_own_answers(repo: Path) -> None
     settings = ServerSettings(profile="testing", model_path=repo, batch_min_cost_ms=0)
     app = create_app(settings)
     service = app.extensions["modelserve"]
-    assert len(service._batchers) == 2, "every model is batched with batch_min_cost_ms=0"
+    batchers = [sv.batcher for model in service.models() for sv in model.versions.values()]
+    assert all(batchers) and len(batchers) == 2, "every model is batched with batch_min_cost_ms=0"
     work = mixed_requests(200)
 
     def call(item: tuple[str, dict[str, Any], Callable[[dict[str, Any]], None]]) -> None:
@@ -78,8 +79,8 @@ def test_200_concurrent_mixed_requests_get_their_own_answers(repo: Path) -> None
 
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(call, work))
-    served = sum(b.batched_calls for b in service._batchers.values())
-    batches = sum(b.batches for b in service._batchers.values())
+    served = sum(b.batched_calls for b in batchers if b is not None)
+    batches = sum(b.batches for b in batchers if b is not None)
     assert served == 200 and batches <= served
 
 
@@ -92,7 +93,7 @@ def test_one_bad_row_fails_only_its_own_request(tmp_path: Path) -> None:
         tmp_path, "guarded", models.Trained(trained.model, trained.x, strict, trained.feature_names)
     )
     app = create_app(ServerSettings(profile="testing", model_path=tmp_path, batch_min_cost_ms=0))
-    assert app.extensions["modelserve"]._batchers
+    assert app.extensions["modelserve"].resolve("guarded").batcher is not None
     good = models.features_of(trained, trained.x[0])
     bodies = [good if i % 10 else {**good, "sepal_length": -1.0} for i in range(100)]
 
@@ -106,7 +107,11 @@ def test_one_bad_row_fails_only_its_own_request(tmp_path: Path) -> None:
 
 def test_batching_off_calls_the_runtime_directly(repo: Path) -> None:
     app = create_app(ServerSettings(profile="testing", model_path=repo, max_batch_size=1))
-    assert app.extensions["modelserve"]._batchers == {}
+    service = app.extensions["modelserve"]
+    assert [sv.batcher for model in service.models() for sv in model.versions.values()] == [
+        None,
+        None,
+    ]
     row = models.features_of(models.iris(), models.iris().x[0])
     assert app.test_client().post("/models/iris/predict", json=row).status_code == 200
 
@@ -119,7 +124,8 @@ def test_manifest_can_turn_batching_off_per_model(tmp_path: Path) -> None:
     service = create_app(
         ServerSettings(profile="testing", model_path=tmp_path, batch_min_cost_ms=0)
     ).extensions["modelserve"]
-    assert {mv.name for mv in service._batchers} == {"forest"}
+    batched = {m.name for m in service.models() if m.default and m.default.batcher}
+    assert batched == {"forest"}
 
 
 def test_only_costly_models_are_batched_unless_the_manifest_says(tmp_path: Path) -> None:
@@ -132,18 +138,18 @@ def test_only_costly_models_are_batched_unless_the_manifest_says(tmp_path: Path)
         ServerSettings(profile="testing", model_path=tmp_path, batch_min_cost_ms=1000.0)
     ).extensions["modelserve"]
     cheap, forced = service.resolve("cheap"), service.resolve("forced")
-    assert cheap.call_ms is not None and cheap.call_ms < 1000.0
-    assert cheap not in service._batchers
-    assert forced in service._batchers
+    assert cheap.model.call_ms is not None and cheap.model.call_ms < 1000.0
+    assert cheap.batcher is None
+    assert forced.batcher is not None
 
 
 def test_server_busy_is_503_with_retry_after(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
-    service = app.extensions["modelserve"]
+    seed = app.extensions["modelserve.handlers"].seed
 
     def busy(*args: object) -> None:
         raise ServerBusy("Model iris has 256 requests waiting; retry shortly", retry_after=2)
 
-    monkeypatch.setattr(service, "predict_one", busy)
+    monkeypatch.setattr(seed, "predict_one", busy)
     resp = app.test_client().post("/predict", json={})
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "2"

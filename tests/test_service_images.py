@@ -8,6 +8,7 @@ from PIL import Image
 
 from modelserve.errors import InvalidInput
 from modelserve.errors import PayloadTooLarge
+from modelserve.protocols.images import ImageProtocol
 from modelserve.service import InferenceService
 from modelserve.settings import ServerSettings
 
@@ -28,20 +29,21 @@ def test_infer_images_gives_the_model_outputs_per_row(
     service: InferenceService, model: str, output: str
 ) -> None:
     """What a V2 BYTES input calls: raw image files in, the model's own tensors out."""
-    mv = service.resolve(model)
+    sv = service.resolve(model)
     blank = encode(Image.new("L", (8, 8), 255), "PNG")
-    out = service.infer_images(mv, [blank, blank, blank])
+    out = ImageProtocol(service).infer(sv, [blank, blank, blank])
     assert list(out) == [output]
     assert out[output].shape == (3, 10) and out[output].dtype == np.float32
-    assert service.image_transform(mv) is service.image_transform(mv)  # built once
+    assert sv.images is service.resolve(model).images is not None  # built once, at publication
 
 
 def test_infer_images_limits_and_kinds(service: InferenceService) -> None:
     blank = encode(Image.new("L", (8, 8), 255), "PNG")
     digits = service.resolve("digits")
+    images = ImageProtocol(service)
     with pytest.raises(PayloadTooLarge):
-        service.infer_images(digits, [blank] * 5)
+        images.infer(digits, [blank] * 5)
     with pytest.raises(InvalidInput, match="No image"):
-        service.infer_images(digits, [])
+        images.infer(digits, [])
     with pytest.raises(InvalidInput, match="'iris' is a tabular model, not an image model"):
-        service.infer_images(service.resolve("iris"), [blank])
+        images.infer(service.resolve("iris"), [blank])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 from flask import Request
 from flask import Response
@@ -15,6 +13,7 @@ from . import api
 from . import threads
 from .api._json import OrjsonProvider
 from .errors import ModelLoadError
+from .logging import configure_logging
 from .service import InferenceService
 from .settings import ServerSettings
 from .settings import load_settings
@@ -38,16 +37,6 @@ class LazySessionInterface(SecureCookieSessionInterface):
         if not session and not session.modified and not session.accessed:
             return  # never touched: nothing to write, no Vary header to add
         super().save_session(app, session, response)
-
-
-def configure_logging(settings: ServerSettings) -> None:
-    """Send modelserve's logs to stderr at the configured level (gunicorn captures stderr)."""
-    logger = logging.getLogger("modelserve")
-    logger.setLevel(settings.log_level)
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
 
 
 def create_app(
@@ -78,14 +67,14 @@ def create_app(
     if service is None:
         service = InferenceService(settings)
         service.load()
-    if not any(entry.default for entry in service.repository.entries()):
+    if not any(model.default for model in service.models()):
         failures = [
             f"{mv.name} v{mv.version}: {mv.error}"
-            for entry in service.repository.entries()
-            for mv in entry.versions.values()
+            for model in service.models()
+            for mv in model.entry.sorted_versions()
         ]
         raise ModelLoadError("No model could be loaded. " + " | ".join(failures))
     app.extensions["modelserve"] = service
 
-    api.init_app(app)
+    api.init_app(app, service)
     return app

@@ -219,6 +219,7 @@ def predict_command(
 
     Use '-' to read PAYLOAD from standard input.
     """
+    from .protocols.seed import SeedProtocol
     from .service import InferenceService
 
     body = sys.stdin.buffer.read() if payload == "-" else payload.encode()
@@ -226,14 +227,15 @@ def predict_command(
     try:
         service = InferenceService(settings)
         service.load()
+        seed = SeedProtocol(service)
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
             parsed = None
         if isinstance(parsed, dict) and "instances" in parsed:
-            result = service.predict_batch(model_name, None, body)
+            result = seed.predict_batch(model_name, None, body)
         else:
-            result = service.predict_one(model_name, None, body)
+            result = seed.predict_one(model_name, None, body)
     except ModelServeError as exc:
         details = "".join(f"\n  {d.get('path')}: {d.get('message')}" for d in exc.details)
         _fail(exc.message + details, 1)

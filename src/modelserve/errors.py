@@ -35,16 +35,16 @@ class ConfigError(ModelServeError):
 class ModelNotFound(ModelServeError):
     """No model (or no such version of it) is served under that name."""
 
-    def __init__(self, name: str | None, version: str | None = None) -> None:
+    def __init__(self, name: str | None, version: int | None = None) -> None:
         if name is None:
             msg = (
-                "No default model is configured: use /models/<name>/... "
+                "No default model is configured: name the model in the request "
                 "or set MODELSERVE_DEFAULT_MODEL"
             )
         elif version is None:
             msg = f"Model {name!r} not found"
         else:
-            msg = f"Version {version!r} of model {name!r} not found"
+            msg = f"Version {version} of model {name!r} not found"
         super().__init__(msg)
         self.name = name
         self.version = version
@@ -53,8 +53,8 @@ class ModelNotFound(ModelServeError):
 class ModelNotReady(ModelServeError):
     """The model exists but is not loaded (it failed to load, or is still loading)."""
 
-    def __init__(self, name: str, version: str | None = None, reason: str | None = None) -> None:
-        where = f"{name!r}" if version is None else f"{name!r} version {version!r}"
+    def __init__(self, name: str, version: int | None = None, reason: str | None = None) -> None:
+        where = f"{name!r}" if version is None else f"{name!r} version {version}"
         msg = f"Model {where} is not ready" + (f": {reason}" if reason else "")
         super().__init__(msg)
         self.name = name

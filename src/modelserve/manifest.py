@@ -201,9 +201,6 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    name: str | None = None
-    """Defaults to the model folder's name."""
-
     runtime: str | None = None
     """Which runtime loads the artifact; guessed from the artifact's extension when omitted
     (``.pkl``/``.joblib``/``.skops`` -> ``sklearn``)."""
@@ -240,9 +237,6 @@ class Manifest(BaseModel):
 
     cache: CacheSpec | None = None
     """Prediction cache for this model (off unless given)."""
-
-    options: dict[str, Any] = Field(default_factory=dict)
-    """Runtime-specific options, passed through to the runtime."""
 
     version_policy: Literal["all"] | VersionPolicy = "all"
     """Which version folders to serve: ``all`` (the default), ``{latest: N}`` (the N highest

@@ -41,9 +41,10 @@ def optimize_model(settings: ServerSettings, name: str | None = None) -> Path:
         if len(names) != 1:
             raise ModelNotFound(None)
         name = names[0]
-    mv = service.resolve(name)
     entry = service.repository.find_entry(name)
-    assert entry is not None and mv.signature is not None
+    if entry is None:
+        raise ModelNotFound(name)
+    mv = service.repository.get(name)
     runtime = mv.runtime
     if not isinstance(runtime, AutoRuntime):
         raise ModelLoadError(
@@ -53,7 +54,7 @@ def optimize_model(settings: ServerSettings, name: str | None = None) -> Path:
     if not runtime.compiled or runtime.cache_path is None:
         raise ModelLoadError(f"{name} v{mv.version} cannot be compiled: {runtime.reason}")
     on_disk = [int(p.name) for p in entry.path.iterdir() if p.is_dir() and p.name.isdigit()]
-    version = str(max([*on_disk, *(int(v) for v in entry.versions)]) + 1)
+    version = str(max([*on_disk, *entry.versions]) + 1)
     staging = entry.path / f".optimize-{version}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()

@@ -23,6 +23,7 @@ from dataclasses import field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from typing import ClassVar
 from typing import Literal
 
 import numpy as np
@@ -64,49 +65,77 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass(eq=False)
-class ModelVersion:
-    """One version of one model: its files, its loaded runtime, or why it failed.
+@dataclass(frozen=True, eq=False)
+class LoadedVersion:
+    """A version whose runtime loaded and answered its warm-up: it can serve.
 
-    Compared by identity, so services can key per-version caches on it.
+    Never changed once built; compared by identity, so a rescan that keeps the very same
+    object tells the service that nothing about it changed.
     """
 
     name: str
-    version: str
+    version: int
     path: Path
     manifest: Manifest
-    state: State = "failed"
-    runtime: Runtime | None = None
-    signature: Signature | None = None
-    error: str | None = None
-    artifacts: ArtifactSet | None = None
-    hashes: dict[str, str] = field(default_factory=dict)
-    loaded_at: float | None = None
-    call_ms: float | None = None
+    runtime: Runtime
+    signature: Signature
+    artifacts: ArtifactSet
+    hashes: dict[str, str]
+    loaded_at: float
+    call_ms: float | None
     """How long one warm single-row call took at load (``None``: not measured)."""
     fingerprint: tuple[Any, ...] = ()
     """Names, sizes and mtimes of the version's files when it was loaded: a rescan that sees
     the same fingerprint keeps this object instead of loading the version again."""
 
-    @property
-    def ready(self) -> bool:
-        return self.state == "ready"
+    state: ClassVar[State] = "ready"
+    ready: ClassVar[bool] = True
+    error: ClassVar[None] = None
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"version": self.version, "state": self.state}
-        if self.error:
-            out["error"] = self.error
-        return out
+        return {"version": str(self.version), "state": self.state}
+
+
+@dataclass(frozen=True, eq=False)
+class FailedVersion:
+    """A version that was found on disk but cannot serve, and why."""
+
+    name: str
+    version: int
+    path: Path
+    error: str
+    manifest: Manifest = field(default_factory=Manifest)
+    hashes: dict[str, str] = field(default_factory=dict)
+    fingerprint: tuple[Any, ...] = ()
+
+    state: ClassVar[State] = "failed"
+    ready: ClassVar[bool] = False
+
+    def status(self) -> dict[str, Any]:
+        return {"version": str(self.version), "state": self.state, "error": self.error}
+
+
+#: A version as the repository knows it: loaded, or failed with a reason.
+ModelVersion = LoadedVersion | FailedVersion
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """What :meth:`ModelRepository.check` found for one version, without loading it."""
+
+    name: str
+    version: int
+    error: str | None
 
 
 @dataclass(eq=False)
 class ModelEntry:
-    """A named model and all its versions."""
+    """A named model and all its versions; never changed once published."""
 
     name: str
     path: Path
-    versions: dict[str, ModelVersion]
-    rejected: dict[str, ModelVersion] = field(default_factory=dict)
+    versions: dict[int, ModelVersion]
+    rejected: dict[int, FailedVersion] = field(default_factory=dict)
     """New copies of served versions that failed to load; the served copy stays in
     :attr:`versions` and keeps serving."""
 
@@ -118,18 +147,22 @@ class ModelEntry:
         return out
 
     @cached_property
-    def default(self) -> ModelVersion | None:
+    def default(self) -> LoadedVersion | None:
         """The highest version that loaded, or ``None``.
 
         Computed once: an entry is never changed after it is published (a rescan builds new
         entries and swaps the whole table), and every request asks for it.
         """
-        ready = [v for v in self.versions.values() if v.ready]
-        return max(ready, key=lambda v: int(v.version), default=None)
+        ready = [v for v in self.versions.values() if isinstance(v, LoadedVersion)]
+        return max(ready, key=lambda v: v.version, default=None)
 
     @property
     def latest(self) -> ModelVersion | None:
-        return max(self.versions.values(), key=lambda v: int(v.version), default=None)
+        return max(self.versions.values(), key=lambda v: v.version, default=None)
+
+    def sorted_versions(self) -> list[ModelVersion]:
+        """Every version, lowest number first."""
+        return [self.versions[v] for v in sorted(self.versions)]
 
 
 @dataclass(frozen=True)
@@ -138,7 +171,7 @@ class _Source:
 
     name: str
     model_dir: Path
-    version: str
+    version: int
     version_dir: Path | None
     single_file: Path | None = None
 
@@ -150,6 +183,8 @@ class ReloadReport:
     loaded: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    failed_versions: dict[str, set[int]] = field(default_factory=dict)
+    """The numbers behind :attr:`failed`, by model name."""
 
     @property
     def changed(self) -> bool:
@@ -161,6 +196,10 @@ class ReloadReport:
 
 class ModelRepository:
     """Discover, verify and load models; look them up by name and version.
+
+    The repository owns the table of what is on disk and loaded. It never releases a runtime
+    itself: whoever serves the versions (the :class:`~modelserve.service.InferenceService`)
+    knows when the last request on a retired version is done.
 
     :param settings: the server settings; ``model_path`` says where to look.
     """
@@ -190,7 +229,7 @@ class ModelRepository:
                 raise ModelLoadError(
                     f"Preprocessor file {self.settings.preprocessor} does not exist"
                 )
-            yield _Source(_safe_name(root.stem), root.parent, "1", None, single_file=root)
+            yield _Source(_safe_name(root.stem), root.parent, 1, None, single_file=root)
             return
         if self.settings.preprocessor is not None:
             raise ModelLoadError("--preprocessor only applies when PATH is a single model file")
@@ -262,7 +301,6 @@ class ModelRepository:
                         f"{name}/{v}" for v in old.versions if v not in entry.versions
                     ]
             self._models = models
-            self._retire(current, models)
         if report.changed:
             logger.info(
                 "repository rescan: loaded %s; failed %s; removed %s",
@@ -276,15 +314,15 @@ class ModelRepository:
         self, name: str, sources: list[_Source], old: ModelEntry | None, report: ReloadReport
     ) -> ModelEntry:
         policy = self._policy(sources[0])
-        candidates = sorted(sources, key=lambda s: int(s.version), reverse=True)
+        candidates = sorted(sources, key=lambda s: s.version, reverse=True)
         latest: int | None = None
         if isinstance(policy, VersionPolicy):
             if policy.specific is not None:
                 wanted = set(policy.specific)
-                candidates = [s for s in candidates if int(s.version) in wanted]
+                candidates = [s for s in candidates if s.version in wanted]
             latest = policy.latest
-        versions: dict[str, ModelVersion] = {}
-        rejected: dict[str, ModelVersion] = {}
+        versions: dict[int, ModelVersion] = {}
+        rejected: dict[int, FailedVersion] = {}
         ready = 0
         for source in candidates:
             if latest is not None and ready >= latest:
@@ -292,6 +330,7 @@ class ModelRepository:
             fingerprint = _fingerprint(source, self.settings.preprocessor)
             prev = old.versions.get(source.version) if old else None
             prev_rejected = old.rejected.get(source.version) if old else None
+            mv: ModelVersion
             if prev is not None and prev.fingerprint == fingerprint:
                 mv = prev
             elif (
@@ -303,14 +342,14 @@ class ModelRepository:
                 mv = prev
                 rejected[source.version] = prev_rejected
             else:
-                mv = self.load_version(source)
-                mv.fingerprint = fingerprint
+                mv = self.load_version(source, fingerprint)
                 key = f"{name}/{source.version}"
-                if mv.ready:
+                if isinstance(mv, LoadedVersion):
                     report.loaded.append(key)
                 else:
                     report.failed.append(key)
-                    if prev is not None and prev.ready:
+                    report.failed_versions.setdefault(name, set()).add(source.version)
+                    if isinstance(prev, LoadedVersion):
                         logger.error(
                             "model %s version %s changed on disk but the new copy failed to "
                             "load; the previous copy keeps serving",
@@ -339,7 +378,7 @@ class ModelRepository:
         """Load (or reload) one model by name, undoing an earlier :meth:`unload_model`.
 
         :raises ModelNotFound: when no such model is on disk.
-        :raises ModelLoadError: when none of its versions loads.
+        :raises ModelLoadError: when none of its versions loads, or a changed one failed.
         """
         with self._reload_lock:
             self._read_state()
@@ -350,12 +389,12 @@ class ModelRepository:
         if entry is None:
             raise ModelNotFound(name)
         default = entry.default
-        failed = {key.rpartition("/")[2] for key in report.failed}
+        failed = report.failed_versions.get(name, set())
         if default is None or failed:
             reasons = "; ".join(
-                f"version {f['version']}: {f.get('error')}"
-                for f in entry.failures()
-                if default is None or f["version"] in failed
+                f"version {mv.version}: {mv.error}"
+                for mv in [*entry.versions.values(), *entry.rejected.values()]
+                if isinstance(mv, FailedVersion) and (default is None or mv.version in failed)
             )
             serving = f"; version {default.version} keeps serving" if default else ""
             raise ModelLoadError(f"Model {name!r} failed to load: {reasons}{serving}")
@@ -374,28 +413,8 @@ class ModelRepository:
                 raise ModelNotFound(name)
             self._unloaded.add(name)
             self._write_state()
-            current = self._models
-            self._models = {k: v for k, v in current.items() if k != name}
-            self._retire(current, self._models)
+            self._models = {k: v for k, v in self._models.items() if k != name}
         logger.info("model %s unloaded", name)
-
-    def _retire(self, before: dict[str, ModelEntry], after: dict[str, ModelEntry]) -> None:
-        """Release the runtimes no longer served, once requests that hold them are done.
-
-        A request may have resolved a version just before the swap; gunicorn stops any request
-        after ``timeout`` seconds, so after that long nobody can still be using it.
-        """
-        live = {id(mv) for entry in after.values() for mv in entry.versions.values()}
-        retired = [
-            mv
-            for entry in before.values()
-            for mv in entry.versions.values()
-            if mv.runtime is not None and id(mv) not in live
-        ]
-        if retired:
-            timer = threading.Timer(self.settings.timeout, _unload, [retired])
-            timer.daemon = True
-            timer.start()
 
     def unloaded(self) -> list[str]:
         return sorted(self._unloaded)
@@ -418,70 +437,86 @@ class ModelRepository:
         tmp.write_bytes(orjson.dumps({"unloaded": sorted(self._unloaded)}))
         tmp.replace(path)
 
-    def check(self) -> list[ModelVersion]:
+    def check(self) -> list[VersionCheck]:
         """Find every version and verify manifests and hashes, without loading any model.
 
         Cheap enough for a server's master process to fail fast before it forks workers.
         """
         checked = []
         for source in self._sources():
-            mv = self._new_version(source)
             try:
-                self._prepare(mv, source)
+                self._prepare(source)
             except ModelServeError as exc:
-                mv.error = exc.message
-            checked.append(mv)
+                checked.append(VersionCheck(source.name, source.version, exc.message))
+            else:
+                checked.append(VersionCheck(source.name, source.version, None))
         return checked
 
-    def _new_version(self, source: _Source) -> ModelVersion:
-        return ModelVersion(
-            name=source.name,
-            version=source.version,
-            path=source.single_file or source.version_dir or source.model_dir,
-            manifest=Manifest(),
-        )
+    def _prepare(self, source: _Source) -> _Prepared:
+        """Read the manifest, find and hash-check the artifacts, pick the runtime.
 
-    def _prepare(self, mv: ModelVersion, source: _Source) -> str:
-        """Read the manifest, find and hash-check the artifacts; return the runtime name."""
+        :raises ModelServeError: naming what is wrong; a manifest that could be read is
+            attached to the error's version by :meth:`load_version`.
+        """
+        manifest = Manifest()
         if source.single_file is not None:
             artifact, pre = source.single_file, self.settings.preprocessor
         else:
-            mv.manifest = load_version_manifest(source.model_dir, source.version_dir)
-            artifact, pre = _artifact_paths(mv.manifest, source)
-        mv.hashes = self._verify(mv.manifest, source.model_dir, [p for p in (artifact, pre) if p])
-        runtime_name = mv.manifest.runtime or runtime_for_file(artifact)
+            manifest = load_version_manifest(source.model_dir, source.version_dir)
+            artifact, pre = _artifact_paths(manifest, source)
+        hashes = self._verify(manifest, source.model_dir, [p for p in (artifact, pre) if p])
+        runtime_name = manifest.runtime or runtime_for_file(artifact)
         if runtime_name is None:
             raise ModelLoadError(
                 f"Cannot tell which runtime loads {artifact.name}: set runtime in model.yaml"
             )
-        mv.artifacts = ArtifactSet(artifact=artifact, preprocessor=pre, manifest=mv.manifest)
-        return runtime_name
+        artifacts = ArtifactSet(artifact=artifact, preprocessor=pre, manifest=manifest)
+        return _Prepared(manifest, artifacts, hashes, runtime_name)
 
-    def load_version(self, source: _Source) -> ModelVersion:
-        """Load one version, catching the failure onto the returned :class:`ModelVersion`."""
+    def load_version(self, source: _Source, fingerprint: tuple[Any, ...] = ()) -> ModelVersion:
+        """Load one version; a failure comes back as a :class:`FailedVersion`, not raised."""
         started = time.perf_counter()
-        mv = self._new_version(source)
+        path = source.single_file or source.version_dir or source.model_dir
+        prepared: _Prepared | None = None
         try:
-            runtime_name = self._prepare(mv, source)
-            assert mv.artifacts is not None
-            runtime = get_runtime_class(runtime_name)(mv.artifacts)
+            prepared = self._prepare(source)
+            runtime = get_runtime_class(prepared.runtime_name)(prepared.artifacts)
             runtime.load()
-            mv.signature = runtime.signature()
-            mv.call_ms = _warm_up(runtime, mv.signature)
-            mv.runtime = runtime
-            mv.state = "ready"
-            mv.loaded_at = time.time()
-            logger.info(
-                "loaded model %s version %s (%s) in %.0f ms",
-                mv.name,
-                mv.version,
-                runtime_name,
-                (time.perf_counter() - started) * 1000,
-            )
+            signature = runtime.signature()
+            call_ms = _warm_up(runtime, signature)
         except ModelServeError as exc:
-            mv.error = exc.message
-            logger.error("model %s version %s failed to load: %s", mv.name, mv.version, exc.message)
-        return mv
+            logger.error(
+                "model %s version %s failed to load: %s", source.name, source.version, exc.message
+            )
+            return FailedVersion(
+                name=source.name,
+                version=source.version,
+                path=path,
+                error=exc.message,
+                manifest=prepared.manifest if prepared else Manifest(),
+                hashes=prepared.hashes if prepared else {},
+                fingerprint=fingerprint,
+            )
+        logger.info(
+            "loaded model %s version %s (%s) in %.0f ms",
+            source.name,
+            source.version,
+            prepared.runtime_name,
+            (time.perf_counter() - started) * 1000,
+        )
+        return LoadedVersion(
+            name=source.name,
+            version=source.version,
+            path=path,
+            manifest=prepared.manifest,
+            runtime=runtime,
+            signature=signature,
+            artifacts=prepared.artifacts,
+            hashes=prepared.hashes,
+            loaded_at=time.time(),
+            call_ms=call_ms,
+            fingerprint=fingerprint,
+        )
 
     def _verify(self, manifest: Manifest, model_dir: Path, files: list[Path]) -> dict[str, str]:
         """Hash each file and compare with the manifest's pins.
@@ -519,7 +554,7 @@ class ModelRepository:
     def find_entry(self, name: str) -> ModelEntry | None:
         return self._models.get(name)
 
-    def get(self, name: str, version: str | None = None) -> ModelVersion:
+    def get(self, name: str, version: int | None = None) -> LoadedVersion:
         """Return a ready version: the default one when ``version`` is ``None``.
 
         :raises ModelNotFound: for an unknown name or version.
@@ -528,39 +563,44 @@ class ModelRepository:
         entry = self._models.get(name)
         if entry is None:
             raise ModelNotFound(name)
-        if version is None:
-            mv = entry.default
-            if mv is None:
-                latest = entry.latest
-                raise ModelNotReady(name, None, latest.error if latest else None)
-            return mv
-        found = entry.versions.get(version)
-        if found is None:
-            raise ModelNotFound(name, version)
-        if not found.ready:
-            raise ModelNotReady(name, version, found.error)
-        return found
+        return get_version(entry, version)
 
     def default_name(self) -> str | None:
-        """The model that ``/predict`` serves: the configured one, or the only one."""
+        """The model a request that names none is for: the configured one, or the only one."""
         if self.settings.default_model is not None:
             return self.settings.default_model
         names = self.names()
         return names[0] if len(names) == 1 else None
 
 
-def _unload(versions: list[ModelVersion]) -> None:
-    # The objects themselves go when the last reference does; unload() frees what a runtime
-    # holds outside Python's reach (sessions, device memory).
-    for mv in versions:
-        runtime = mv.runtime
-        if runtime is None:
-            continue
-        try:
-            runtime.unload()
-        except Exception:
-            logger.exception("unloading model %s version %s failed", mv.name, mv.version)
-        logger.debug("released model %s version %s", mv.name, mv.version)
+def get_version(entry: ModelEntry, version: int | None) -> LoadedVersion:
+    """The entry's ready version ``version`` (its default when ``None``).
+
+    :raises ModelNotFound: no such version.
+    :raises ModelNotReady: it exists but did not load.
+    """
+    if version is None:
+        mv = entry.default
+        if mv is None:
+            latest = entry.latest
+            raise ModelNotReady(entry.name, None, latest.error if latest else None)
+        return mv
+    found = entry.versions.get(version)
+    if found is None:
+        raise ModelNotFound(entry.name, version)
+    if isinstance(found, FailedVersion):
+        raise ModelNotReady(entry.name, version, found.error)
+    return found
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A version's checked files and runtime choice, before the runtime loads."""
+
+    manifest: Manifest
+    artifacts: ArtifactSet
+    hashes: dict[str, str]
+    runtime_name: str
 
 
 def _warm_up(runtime: Runtime, signature: Signature) -> float | None:
@@ -642,10 +682,10 @@ def _versions_of(model_dir: Path) -> Iterator[_Source]:
     )
     if not version_dirs:
         # A manifest beside the artifact, with no version folders: that is version 1.
-        yield _Source(name, model_dir, "1", None)
+        yield _Source(name, model_dir, 1, None)
         return
     for vdir in version_dirs:
-        yield _Source(name, model_dir, str(int(vdir.name)), vdir)
+        yield _Source(name, model_dir, int(vdir.name), vdir)
 
 
 def _pin_key(path: Path, model_dir: Path) -> str:

@@ -36,7 +36,7 @@ def preflight(settings: ServerSettings) -> list[str]:
     """Check settings, manifests and hashes; return the problems (empty when all is well)."""
     settings.check_safe()
     versions = ModelRepository(settings).check()
-    problems = [f"{mv.name} v{mv.version}: {mv.error}" for mv in versions if mv.error]
+    problems = [f"{v.name} v{v.version}: {v.error}" for v in versions if v.error]
     if problems and len(problems) == len(versions):
         return problems
     for problem in problems:
@@ -66,18 +66,19 @@ def gunicorn_options(settings: ServerSettings) -> dict[str, Any]:
 def watch_repository(app: Flask, settings: ServerSettings, in_worker: bool) -> None:
     """Start hot reload in this process: polling, SIGHUP, and (under gunicorn) telling the
     master to fan a change made through the load/unload API out to the other workers."""
+    from .api._handlers import EXTENSION_KEY
+    from .api._handlers import Handlers
     from .reload import Reloader
-    from .service import InferenceService
 
-    service: InferenceService = app.extensions["modelserve"]
-    reloader = Reloader(service.reload, settings.poll_interval)
+    handlers: Handlers = app.extensions[EXTENSION_KEY]
+    reloader = Reloader(handlers.service.reload, settings.poll_interval)
     if threading.current_thread() is threading.main_thread():
         reloader.install_sighup()  # only the main thread may install signal handlers
     reloader.start()
     app.extensions["modelserve.reloader"] = reloader
     if in_worker:
         master = os.getppid()
-        service.peer_notifier = lambda: os.kill(master, signal.SIGHUP)
+        handlers.admin.on_change(lambda: os.kill(master, signal.SIGHUP))
 
 
 def run_gunicorn(settings: ServerSettings) -> None:

@@ -14,8 +14,11 @@ from .manifest import Manifest
 from .manifest import dump_manifest
 from .manifest import parse_manifest
 from .manifest import read_manifest_data
+from .protocols.images import ImageProtocol
+from .protocols.seed import SeedProtocol
+from .repository import FailedVersion
+from .repository import LoadedVersion
 from .repository import ModelEntry
-from .repository import ModelVersion
 from .service import InferenceService
 from .settings import ServerSettings
 
@@ -26,21 +29,21 @@ def validate_repository(
     """Check every model version; return True when all load and answer a sample request."""
     service = InferenceService(settings)
     service.load()
+    seed, images = SeedProtocol(service), ImageProtocol(service)
     ok = True
     for entry in service.repository.entries():
-        for mv in sorted(entry.versions.values(), key=lambda v: int(v.version)):
-            if not mv.ready:
+        for mv in entry.sorted_versions():
+            if isinstance(mv, FailedVersion):
                 ok = False
                 echo(f"FAIL {mv.name} v{mv.version}: {mv.error}")
                 continue
-            assert mv.signature is not None
             image = mv.signature.kind == "image"
             try:
                 if image:
-                    answer = service.classify_images(mv.name, mv.version, [_sample_image()])
+                    answer = images.classify(mv.name, mv.version, [_sample_image()])
                 else:
                     sample = orjson.dumps(mv.signature.example())
-                    answer = service.predict_one(mv.name, mv.version, sample)
+                    answer = seed.predict_one(mv.name, mv.version, sample)
             except ModelServeError as exc:
                 ok = False
                 echo(f"FAIL {mv.name} v{mv.version}: sample prediction failed: {exc.message}")
@@ -62,12 +65,11 @@ def validate_repository(
     return ok
 
 
-def write_entry_manifest(entry: ModelEntry, mv: ModelVersion, settings: ServerSettings) -> Path:
+def write_entry_manifest(entry: ModelEntry, mv: LoadedVersion, settings: ServerSettings) -> Path:
     """Write the inferred signature and every version's sha256 pins into ``model.yaml``.
 
     Fields already in the manifest are kept; inferred ones fill the gaps.
     """
-    assert mv.signature is not None and mv.artifacts is not None
     single_file = mv.path.is_file()
     model_dir = mv.path.parent if single_file else entry.path
     target = model_dir / MANIFEST_NAME
@@ -78,7 +80,7 @@ def write_entry_manifest(entry: ModelEntry, mv: ModelVersion, settings: ServerSe
     for version in entry.versions.values():
         pins.update(version.hashes)
     update: dict[str, object] = {
-        "runtime": current.runtime or (mv.runtime.name if mv.runtime else None),
+        "runtime": current.runtime or mv.runtime.name,
         "task": current.task or sig.task,
         "inputs": current.inputs
         or ([FeatureSpec.model_validate(f.to_dict()) for f in sig.features] or None),

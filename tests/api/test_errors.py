@@ -149,12 +149,12 @@ def test_model_raising_on_valid_input_is_422(tmp_path: Path) -> None:
 def test_unexpected_exception_is_500_without_details(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service = app.extensions["modelserve"]
+    listing = app.extensions["modelserve.handlers"].listing
 
     def boom() -> None:
         raise RuntimeError("secret internals /etc/passwd")
 
-    monkeypatch.setattr(service, "health", boom)
+    monkeypatch.setattr(listing, "health", boom)
     resp = app.test_client().get("/health")
     body = assert_error(resp, 500, "InternalServerError")
     assert "secret" not in resp.get_data(as_text=True)

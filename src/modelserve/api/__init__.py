@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from flask import Flask
 
+from ..service import InferenceService
 from . import errors
 from . import ops
 from . import predict
 from . import v2
+from ._handlers import EXTENSION_KEY
+from ._handlers import Handlers
 
 
-def init_app(app: Flask) -> None:
-    """Register every API blueprint and the JSON error handlers.
+def init_app(app: Flask, service: InferenceService) -> None:
+    """Build the handlers over ``service``; register every API blueprint and the JSON error
+    handlers.
 
     Cross-cutting request work (auth, rate limits, metrics) belongs in ``before_request`` /
     ``after_request`` hooks registered here, once, so that adding it changes no route.
     """
+    app.extensions[EXTENSION_KEY] = Handlers.create(service)
     errors.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(predict.bp)

@@ -11,7 +11,6 @@ from flask import request
 from flask.json.provider import JSONProvider
 
 from ..errors import UnsupportedMediaType
-from ..service import InferenceService
 
 _DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -54,9 +53,3 @@ def json_body() -> bytes:
             [{"path": "Content-Type", "message": f"{shown} is not supported here"}],
         )
     return request.get_data(cache=False)
-
-
-def get_service() -> InferenceService:
-    """The service this app serves, set once by ``create_app``."""
-    service: InferenceService = current_app.extensions["modelserve"]
-    return service

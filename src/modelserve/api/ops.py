@@ -6,7 +6,7 @@ from flask import Blueprint
 from flask import Response
 
 from .. import __version__
-from ._json import get_service
+from ._handlers import get_handlers
 from ._json import json_response
 
 bp = Blueprint("ops", __name__)
@@ -15,13 +15,13 @@ bp = Blueprint("ops", __name__)
 @bp.get("/")
 def index() -> Response:
     """A machine-readable map of the API (the web page comes later)."""
-    service = get_service()
+    service = get_handlers().service
     return json_response(
         {
             "name": "modelserve",
             "version": __version__,
-            "models": service.repository.names(),
-            "default_model": service.repository.default_name(),
+            "models": service.names(),
+            "default_model": service.default_name(),
             "routes": {
                 "health": "/health",
                 "models": "/models",
@@ -29,7 +29,7 @@ def index() -> Response:
                 "predict_batch": "/predict_batch",
                 "predict_image": "/predict_image",
                 "predict_image_base64": "/predict_image_base64",
-                "per_model": "/models/<name>[/versions/<version>]/"
+                "per_model": "/models/<name>[/versions/<int:version>]/"
                 "{predict,predict_batch,predict_image,predict_image_base64}",
                 "v2": "/v2 (Open Inference Protocol: /v2/models/<name>[/versions/<v>]/infer)",
             },
@@ -40,16 +40,16 @@ def index() -> Response:
 @bp.get("/health")
 def health() -> Response:
     """200 when every model has a loaded version, else 503 (load balancers stop routing)."""
-    body, ready = get_service().health()
+    body, ready = get_handlers().listing.health()
     return json_response(body, 200 if ready else 503)
 
 
 @bp.get("/models")
 def list_models() -> Response:
-    return json_response({"models": get_service().list_models()})
+    return json_response({"models": get_handlers().listing.models()})
 
 
 @bp.get("/models/<name>")
-@bp.get("/models/<name>/versions/<version>")
-def model_metadata(name: str, version: str | None = None) -> Response:
-    return json_response(get_service().model_metadata(name, version))
+@bp.get("/models/<name>/versions/<int:version>")
+def model_metadata(name: str, version: int | None = None) -> Response:
+    return json_response(get_handlers().listing.metadata(name, version))

@@ -8,7 +8,7 @@ from flask import request
 
 from ..errors import InvalidInput
 from ..errors import UnsupportedMediaType
-from ._json import get_service
+from ._handlers import get_handlers
 from ._json import json_body
 from ._json import json_response
 
@@ -20,37 +20,37 @@ IMAGE_FIELD = "image"
 
 @bp.post("/predict")
 @bp.post("/models/<name>/predict")
-@bp.post("/models/<name>/versions/<version>/predict")
-def predict(name: str | None = None, version: str | None = None) -> Response:
+@bp.post("/models/<name>/versions/<int:version>/predict")
+def predict(name: str | None = None, version: int | None = None) -> Response:
     """Score one object of named features."""
-    return json_response(get_service().predict_one(name, version, json_body()))
+    return json_response(get_handlers().seed.predict_one(name, version, json_body()))
 
 
 @bp.post("/predict_batch")
 @bp.post("/models/<name>/predict_batch")
-@bp.post("/models/<name>/versions/<version>/predict_batch")
-def predict_batch(name: str | None = None, version: str | None = None) -> Response:
+@bp.post("/models/<name>/versions/<int:version>/predict_batch")
+def predict_batch(name: str | None = None, version: int | None = None) -> Response:
     """Score ``{"instances": [...]}``: objects of named features or lists in feature order."""
-    return json_response(get_service().predict_batch(name, version, json_body()))
+    return json_response(get_handlers().seed.predict_batch(name, version, json_body()))
 
 
 @bp.post("/predict_image")
 @bp.post("/models/<name>/predict_image")
-@bp.post("/models/<name>/versions/<version>/predict_image")
-def predict_image(name: str | None = None, version: str | None = None) -> Response:
+@bp.post("/models/<name>/versions/<int:version>/predict_image")
+def predict_image(name: str | None = None, version: int | None = None) -> Response:
     """Classify the image file(s) in multipart field ``image``; several files are a batch.
 
     A raw body with an ``image/*`` content type is accepted too (``curl --data-binary``).
     """
-    return json_response(get_service().classify_images(name, version, _uploaded_images()))
+    return json_response(get_handlers().images.classify(name, version, _uploaded_images()))
 
 
 @bp.post("/predict_image_base64")
 @bp.post("/models/<name>/predict_image_base64")
-@bp.post("/models/<name>/versions/<version>/predict_image_base64")
-def predict_image_base64(name: str | None = None, version: str | None = None) -> Response:
+@bp.post("/models/<name>/versions/<int:version>/predict_image_base64")
+def predict_image_base64(name: str | None = None, version: int | None = None) -> Response:
     """Classify ``{"image": "<base64 or data: URL>"}`` (or ``{"images": [...]}``)."""
-    return json_response(get_service().classify_images_base64(name, version, json_body()))
+    return json_response(get_handlers().images.classify_base64(name, version, json_body()))
 
 
 def _uploaded_images() -> list[bytes]:

@@ -14,7 +14,7 @@ from ..codecs.v2 import EXTENSIONS
 from ..errors import InvalidInput
 from ..errors import PayloadTooLarge
 from ..errors import UnsupportedMediaType
-from ._json import get_service
+from ._handlers import get_handlers
 from ._json import json_response
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -43,24 +43,24 @@ def live() -> Response:
 
 @bp.get("/health/ready")
 def ready() -> Response:
-    return _flag(get_service().v2_ready(), {})
+    return _flag(get_handlers().v2.server_ready(), {})
 
 
 @bp.get("/models/<name>")
-@bp.get("/models/<name>/versions/<version>")
-def model_metadata(name: str, version: str | None = None) -> Response:
-    return json_response(get_service().v2_model_metadata(name, version))
+@bp.get("/models/<name>/versions/<int:version>")
+def model_metadata(name: str, version: int | None = None) -> Response:
+    return json_response(get_handlers().v2.model_metadata(name, version))
 
 
 @bp.get("/models/<name>/ready")
-@bp.get("/models/<name>/versions/<version>/ready")
-def model_ready(name: str, version: str | None = None) -> Response:
-    return _flag(get_service().v2_model_ready(name, version), {"name": name})
+@bp.get("/models/<name>/versions/<int:version>/ready")
+def model_ready(name: str, version: int | None = None) -> Response:
+    return _flag(get_handlers().v2.model_ready(name, version), {"name": name})
 
 
 @bp.post("/models/<name>/infer")
-@bp.post("/models/<name>/versions/<version>/infer")
-def infer(name: str, version: str | None = None) -> Response:
+@bp.post("/models/<name>/versions/<int:version>/infer")
+def infer(name: str, version: int | None = None) -> Response:
     """Inference; the body is JSON, or a JSON header plus binary tensors whose split point is
     the ``Inference-Header-Content-Length`` header. Any content type is accepted, as
     tritonclient sends none."""
@@ -71,7 +71,7 @@ def infer(name: str, version: str | None = None) -> Response:
             header_length = int(raw_length)
         except ValueError:
             raise InvalidInput(f"{_HEADER_LENGTH} must be an integer") from None
-    body, json_length = get_service().v2_infer(name, version, _body(), header_length)
+    body, json_length = get_handlers().v2.infer(name, version, _body(), header_length)
     if json_length is None:
         return Response(body, mimetype="application/json")
     response = Response(body, mimetype="application/octet-stream")
@@ -103,16 +103,16 @@ def _body() -> bytes:
 
 @bp.post("/repository/index")
 def repository_index() -> Response:
-    return json_response(get_service().v2_repository_index())
+    return json_response(get_handlers().admin.index())
 
 
 @bp.post("/repository/models/<name>/load")
 def repository_load(name: str) -> Response:
-    get_service().v2_load(name)
+    get_handlers().admin.load(name)
     return json_response({})
 
 
 @bp.post("/repository/models/<name>/unload")
 def repository_unload(name: str) -> Response:
-    get_service().v2_unload(name)
+    get_handlers().admin.unload(name)
     return json_response({})

@@ -150,9 +150,9 @@ def _oriented(img: Image.Image) -> Image.Image:
     """Apply the EXIF orientation (phone photos are stored sideways), copying only if needed."""
     orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
     if orientation in (2, 3, 4, 5, 6, 7, 8):
+        # Without in_place=True it always returns a new image (typed as Optional).
         oriented = ImageOps.exif_transpose(img)
-        assert oriented is not None
-        return oriented
+        return oriented if oriented is not None else img
     return img
 
 

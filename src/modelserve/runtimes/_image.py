@@ -94,7 +94,8 @@ def resolve_image_spec(spec: ImageSpec | None, shape: Sequence[Dim] | None) -> I
 
 def image_input_shape(spec: ImageSpec) -> tuple[int, ...]:
     """The ``[-1, ...]`` shape of a resolved spec's input tensor."""
-    assert spec.size is not None
+    if spec.size is None:
+        raise ModelLoadError("image.size is not resolved: set it in model.yaml")
     h, w = spec.size
     c = spec.channels
     return (-1, c, h, w) if spec.layout == "NCHW" else (-1, h, w, c)

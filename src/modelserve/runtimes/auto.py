@@ -94,7 +94,6 @@ class AutoRuntime(Runtime):
     """A scikit-learn model, served compiled to ONNX whenever that gives the same answers."""
 
     name = "auto"
-    extensions = (".pkl", ".pickle", ".joblib", ".skops")
 
     _impl: Runtime
     reason: str | None

@@ -38,8 +38,6 @@ class Runtime(ABC):
 
     #: The manifest ``runtime`` value this class serves.
     name: ClassVar[str]
-    #: File extensions this runtime recognises when the manifest names no artifact.
-    extensions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, artifacts: ArtifactSet) -> None:
         self.artifacts = artifacts

@@ -90,7 +90,6 @@ class ONNXRuntime(Runtime):
     """Serve an ONNX graph with one ``onnxruntime.InferenceSession`` shared by all threads."""
 
     name = "onnx"
-    extensions = (".onnx",)
 
     _session: ort.InferenceSession
     #: ``tabular``, ``image`` or ``tensor``; decided at load from the graph's inputs.

@@ -92,7 +92,6 @@ class SKLearnRuntime(Runtime):
     """Serve any fitted scikit-learn estimator or Pipeline, with an optional preprocessor."""
 
     name = "sklearn"
-    extensions = (".pkl", ".pickle", ".joblib", ".skops")
 
     _model: Any
     _pre: Any

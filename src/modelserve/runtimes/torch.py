@@ -85,7 +85,6 @@ class TorchRuntime(Runtime):
     """
 
     name = "torch"
-    extensions = (".pt", ".pth", ".torchscript")
 
     _model: Any
     _device: torch.device

@@ -1,0 +1,109 @@
+"""Open Inference Protocol (V2): readiness, model metadata and inference through the
+version's :class:`~modelserve.codecs.v2.V2Codec`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..codecs.encoded import decode_base64_image
+from ..codecs.v2 import RequestInput
+from ..codecs.v2 import decode_request
+from ..codecs.v2 import encode_response
+from ..errors import InferenceError
+from ..errors import ModelNotFound
+from ..service import InferenceService
+from ..serving import ServedVersion
+from .images import ImageProtocol
+
+
+class V2Protocol:
+    """The inference and health parts of the Open Inference Protocol.
+
+    :param service: the service whose models it serves.
+    :param images: how encoded images sent as ``BYTES`` tensors are decoded and scored.
+    """
+
+    def __init__(self, service: InferenceService, images: ImageProtocol) -> None:
+        self._service = service
+        self._images = images
+
+    def server_ready(self) -> bool:
+        """Server readiness: every model has a loaded version."""
+        return self._service.ready()
+
+    def model_ready(self, name: str, version: int | None = None) -> bool:
+        """Whether the model (version) can serve now.
+
+        :raises ModelNotFound: for an unknown name or version.
+        """
+        model = self._service.find_model(name)
+        if model is None:
+            raise ModelNotFound(name)
+        if version is None:
+            return model.default is not None
+        if version not in model.entry.versions:
+            raise ModelNotFound(name, version)
+        return version in model.versions
+
+    def model_metadata(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """V2 model metadata: name, ready versions, platform, input and output tensor specs."""
+        sv = self._service.resolve(name, version)
+        model = self._service.find_model(sv.name)
+        ready = sorted(model.versions) if model is not None else [sv.version]
+        inputs, outputs = sv.v2.metadata()
+        return {
+            "name": sv.name,
+            "versions": [str(v) for v in ready],
+            "platform": sv.runtime.name,
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+
+    def infer(
+        self, name: str, version: int | None, body: bytes, header_length: int | None = None
+    ) -> tuple[bytes, int | None]:
+        """Run a V2 inference request (JSON, or JSON header + binary tensors).
+
+        The version is held for the whole request, so it finishes on it even if a reload
+        swaps in a newer one meanwhile.
+
+        :returns: the response body and the length of its JSON header when it carries binary
+            outputs (``Inference-Header-Content-Length``), else ``None``.
+        """
+        sv = self._service.acquire(name, version)
+        try:
+            request = decode_request(body, header_length)
+            wanted = sv.v2.check_outputs(request.outputs)
+            images = _encoded_images(sv, request.inputs)
+            if images is not None:
+                result = self._images.infer(sv, images, wanted)
+            else:
+                result = sv.infer(sv.v2.model_inputs(request.inputs), wanted)
+        finally:
+            sv.leave()
+        binary = (
+            {o.name: o.binary for o in request.outputs}
+            if request.outputs is not None
+            else dict.fromkeys(wanted, request.binary_output)
+        )
+        missing = [n for n in wanted if n not in result]
+        if missing:
+            raise InferenceError(f"The model did not produce output(s) {', '.join(missing)}")
+        return encode_response(
+            sv.name, sv.label, request.id, [(n, result[n], binary[n]) for n in wanted]
+        )
+
+
+def _encoded_images(sv: ServedVersion, inputs: Sequence[RequestInput]) -> list[bytes] | None:
+    """Image files sent to an image model as one V2 ``BYTES`` tensor (one file per row):
+    raw bytes with the binary extension, base64 strings in JSON. ``None`` otherwise."""
+    if sv.image_spec is None or len(inputs) != 1:
+        return None
+    tensor = inputs[0]
+    if tensor.datatype != "BYTES":
+        return None
+    return [
+        item if isinstance(item, bytes) else decode_base64_image(str(item), f"{tensor.name}[{i}]")
+        for i, item in enumerate(tensor.data.reshape(-1).tolist())
+    ]
