@@ -87,14 +87,20 @@ def test_failed_check_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "predictions differ" in (runtime.reason or "")
 
 
-def test_dataframe_model_falls_back(tmp_path: Path) -> None:
+def test_dataframe_fitted_model_compiles_like_its_numpy_twin(tmp_path: Path) -> None:
+    """Fitted on a DataFrame only to check names: compiled, fed the same float array."""
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
 
     frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
-    joblib.dump(LogisticRegression().fit(frame, [0, 0, 1, 1]), tmp_path / "m.joblib")
+    model = LogisticRegression().fit(frame, [0, 0, 1, 1])
+    joblib.dump(model, tmp_path / "m.joblib")
     runtime = load(tmp_path / "m.joblib")
-    assert not runtime.compiled and "DataFrame" in (runtime.reason or "")
+    assert runtime.compiled, runtime.reason
+    assert runtime.describe()["serving"] == "onnx"
+    x = np.array([[0.5, 1.0], [2.5, 0.0]])
+    out = runtime.predict({"input": x})
+    assert np.array_equal(out["predict"], model.predict(pd.DataFrame(x, columns=["a", "b"])))
 
 
 def test_compiled_graph_is_cached_by_artifact_hash(tmp_path: Path) -> None:
