@@ -331,8 +331,10 @@ class ONNXRuntime(Runtime):
             if self._zipmap:
                 keys = self._classes or (tuple(proba[0]) if len(proba) else ())
                 proba = np.array([[row[k] for k in keys] for row in proba], self._zipmap_dtype)
-            # Users of the sklearn runtime get float64 probabilities: keep the same type.
-            proba = widen_float32(np.asarray(proba))
+            # float32 sums of leaf values land a few ulps outside [0, 1] (-1.5e-08 for a
+            # certain 0): a probability cannot, so clip. Users of the sklearn runtime get
+            # float64 probabilities: keep the type, at the float32 values' own digits.
+            proba = widen_float32(np.clip(np.asarray(proba), 0.0, 1.0))
             result[PROBA_OUTPUT] = np.asarray(proba, dtype=np.float64).reshape(len(x), -1)
         return result
 

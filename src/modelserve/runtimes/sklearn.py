@@ -164,8 +164,12 @@ class SKLearnRuntime(Runtime):
                     f"with ({', '.join(str(n) for n in fitted_names)})"
                 )
             # The manifest decides types and bounds; fitted statistics still give examples.
-            samples = {c.name: c.sample() for c in self._columns}
-            features = tuple(dataclasses.replace(f, sample=samples.get(f.name)) for f in features)
+            # Matched by position: names are equal when fitted, x0... otherwise.
+            if len(self._columns) == len(features):
+                features = tuple(
+                    dataclasses.replace(f, sample=c.sample())
+                    for f, c in zip(features, self._columns, strict=True)
+                )
         elif names is not None:
             features = tuple(c.feature() for c in self._columns)
             guessed = {c.name: c.unknown_reader for c in self._columns if c.guessed}
