@@ -157,3 +157,64 @@ def slow_on_marker(x: np.ndarray) -> np.ndarray:
 
         time.sleep(SLOW_SECONDS)
     return x
+
+
+TUTORIAL_FEATURES = ("feature1", "feature2", "feature3")
+
+
+def tutorial_frame(rows: int = 300, seed: int = 0) -> Any:
+    """The tutorial's data: two numbers and ``feature3``, one of "A", "B", "C"."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "feature1": rng.normal(5.0, 2.0, rows),
+            "feature2": rng.normal(0.0, 1.0, rows),
+            "feature3": rng.choice(["A", "B", "C"], rows),
+        }
+    )
+
+
+@cache
+def tutorial() -> Trained:
+    """The tutorial's mixed pipeline: numbers scaled, the category one-hot encoded, a forest."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.preprocessing import StandardScaler
+
+    frame = tutorial_frame()
+    target = (frame["feature1"] > 5).astype(int) ^ (frame["feature3"] == "B").astype(int)
+    model = make_pipeline(
+        ColumnTransformer(
+            [
+                ("num", StandardScaler(), ["feature1", "feature2"]),
+                ("cat", OneHotEncoder(), ["feature3"]),
+            ]
+        ),
+        RandomForestClassifier(n_estimators=10, random_state=0),
+    ).fit(frame, target)
+    return Trained(model, frame.to_numpy(dtype=object), None, TUTORIAL_FEATURES)
+
+
+@cache
+def frame_scaler() -> Trained:
+    """The tutorial's pair of pickles: a scaler fitted on a DataFrame, a forest on its output."""
+    import pandas as pd
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_iris()
+    frame = pd.DataFrame(data.data, columns=list(IRIS_FEATURES))
+    scaler = StandardScaler().fit(frame)
+    forest = RandomForestClassifier(n_estimators=10, random_state=0)
+    forest.fit(scaler.transform(frame), data.target)
+    return Trained(forest, data.data, scaler, IRIS_FEATURES)
+
+
+def letters_to_numbers(frame: Any) -> Any:
+    """A user's own encoding of ``feature3`` that nothing can inspect (and that fails on 0.0)."""
+    return frame.apply(lambda column: column.map({"A": 0.0, "B": 1.0, "C": 2.0}.__getitem__))

@@ -26,7 +26,6 @@ from typing import Any
 from typing import ClassVar
 from typing import Literal
 
-import numpy as np
 import orjson
 
 from .errors import IntegrityError
@@ -44,9 +43,9 @@ from .runtimes.registry import get_runtime_class
 from .runtimes.registry import known_extensions
 from .runtimes.registry import runtime_for_file
 from .settings import ServerSettings
-from .types import TABULAR_INPUT
 from .types import Signature
-from .types import TensorDict
+from .warmup import warm_up_error
+from .warmup import warm_up_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -609,19 +608,10 @@ def _warm_up(runtime: Runtime, signature: Signature) -> float | None:
 
     :returns: the milliseconds of one more, warm, call (the cost batching would share), or
         ``None`` for models without an example input.
-    :raises ModelLoadError: when the model fails on it.
+    :raises ModelLoadError: when the model fails on it, naming the column to fix if any.
     """
-    inputs: TensorDict
-    if signature.kind == "tabular" and not signature.tensor_inputs and signature.numeric:
-        inputs = {TABULAR_INPUT: np.array([list(signature.example().values())], dtype=np.float64)}
-    elif signature.tensor_inputs and all(
-        t.datatype in _ZERO_DTYPES for t in signature.tensor_inputs
-    ):
-        inputs = {
-            t.name: np.zeros([1 if d < 0 else d for d in t.shape], dtype=_ZERO_DTYPES[t.datatype])
-            for t in signature.tensor_inputs
-        }
-    else:
+    inputs = warm_up_inputs(signature)
+    if inputs is None:
         return None
     try:
         runtime.predict(inputs)
@@ -629,13 +619,7 @@ def _warm_up(runtime: Runtime, signature: Signature) -> float | None:
         runtime.predict(inputs)
         return (time.perf_counter() - started) * 1000
     except Exception as exc:
-        raise ModelLoadError(
-            f"The model failed its warm-up prediction: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-#: Datatypes of tensor inputs that a zero-filled warm-up can feed.
-_ZERO_DTYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "INT64": np.int64}
+        raise warm_up_error(signature, exc) from exc
 
 
 def _fingerprint(source: _Source, preprocessor: Path | None) -> tuple[Any, ...]:

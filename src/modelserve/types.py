@@ -35,9 +35,15 @@ class Feature:
     minimum: float | None = None
     maximum: float | None = None
     description: str | None = None
+    #: A typical value read from the fitted model (a scaler's mean, an encoder's first
+    #: category), preferred by :meth:`example` when it is valid; not part of the schema.
+    sample: Any = None
 
     def example(self) -> Any:
-        """A valid value: the first enum value, else in bounds (the middle when both given)."""
+        """A valid value: the fitted ``sample`` when valid, else the first enum value, else in
+        bounds (the middle when both given)."""
+        if self.sample is not None and self.accepts(self.sample):
+            return self.sample
         if self.enum:
             return self.enum[0]
         if self.type == "boolean":
@@ -54,6 +60,25 @@ class Feature:
         else:
             value = 0.0
         return int(np.ceil(value)) if self.type == "integer" else float(value)
+
+    def accepts(self, value: Any) -> bool:
+        """True when ``value`` is of the feature's type, in its enum and within its bounds."""
+        if self.type == "string":
+            ok = isinstance(value, str)
+        elif self.type == "boolean":
+            ok = isinstance(value, bool)
+        elif self.type == "integer":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or (self.enum is not None and value not in self.enum):
+            return False
+        if self.type in ("number", "integer"):
+            if self.minimum is not None and value < self.minimum:
+                return False
+            if self.maximum is not None and value > self.maximum:
+                return False
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type}

@@ -88,3 +88,60 @@ def test_string_features_skip_the_fast_path() -> None:
     body = orjson.dumps({"instances": [[1.0, "x"], {"a": 2, "plan": "y"}]})
     x = codec.decode_batch(orjson.loads(body), body)
     assert x.dtype == object and x.tolist() == [[1.0, "x"], [2, "y"]]
+
+
+MIXED = Signature(
+    features=(
+        Feature("feature1", "number"),
+        Feature("feature3", "string", enum=("A", "B", "C")),
+        Feature("n", "integer"),
+    ),
+    task="classification",
+    classes=(0, 1),
+    has_proba=True,
+)
+
+
+def test_mixed_rows_decode_to_objects_of_their_own_kind() -> None:
+    codec = SeedCodec(MIXED, allow_extra=False, max_rows=10)
+    x = codec.decode_one({"feature1": 1, "feature3": "B", "n": 2})
+    assert x.dtype == object and x.tolist() == [[1, "B", 2]]
+    body = orjson.dumps({"instances": [{"feature1": 0.5, "feature3": "A", "n": 1}, [2.5, "C", 0]]})
+    x = codec.decode_batch(orjson.loads(body), body)
+    assert x.shape == (2, 3) and x.tolist() == [[0.5, "A", 1], [2.5, "C", 0]]
+
+
+def test_a_category_outside_the_enum_is_refused_listing_the_allowed_values() -> None:
+    codec = SeedCodec(MIXED, allow_extra=False, max_rows=10)
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_one({"feature1": 1.0, "feature3": "D", "n": 2})
+    assert info.value.details == [
+        {"path": "feature3", "message": "'D' is not one of ['A', 'B', 'C']"}
+    ]
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_batch({"instances": [{"feature1": 1.0, "feature3": 3, "n": 2}]})
+    assert info.value.details[0]["path"] == "instances[0].feature3"
+
+
+def test_float32_answers_are_written_at_float32_precision() -> None:
+    codec = SeedCodec(MIXED, allow_extra=False, max_rows=10)
+    proba32 = np.array([[0.85, 0.15]], dtype=np.float32)
+    one = codec.encode_one({"predict": np.array([0]), "predict_proba": proba32})
+    assert orjson.dumps(one) == b'{"prediction":0,"probability":[0.85,0.15],"status":"success"}'
+    batch = codec.encode_batch(
+        {"predict": np.array([0, 1]), "predict_proba": np.array([[0.85, 0.15], [0.1, 0.9]], "f4")}
+    )
+    assert orjson.dumps(batch) == (
+        b'{"predictions":[{"instance_id":0,"prediction":0,"probability":[0.85,0.15]},'
+        b'{"instance_id":1,"prediction":1,"probability":[0.1,0.9]}],"status":"success"}'
+    )
+    regression = SeedCodec(SIG, allow_extra=False, max_rows=10)
+    body = regression.encode_one({"predict": np.array([152.133], dtype=np.float32)})
+    assert orjson.dumps(body) == b'{"prediction":152.133,"probability":null,"status":"success"}'
+
+
+def test_float64_answers_keep_every_digit() -> None:
+    codec = SeedCodec(MIXED, allow_extra=False, max_rows=10)
+    proba = np.array([[0.8500000238418579, 0.14999999105930328]])
+    one = codec.encode_one({"predict": np.array([0]), "predict_proba": proba})
+    assert one["probability"] == [0.8500000238418579, 0.14999999105930328]

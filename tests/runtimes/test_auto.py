@@ -6,6 +6,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import orjson
 import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.datasets import load_iris
@@ -87,14 +88,20 @@ def test_failed_check_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "predictions differ" in (runtime.reason or "")
 
 
-def test_dataframe_model_falls_back(tmp_path: Path) -> None:
+def test_dataframe_fitted_model_compiles_like_its_numpy_twin(tmp_path: Path) -> None:
+    """Fitted on a DataFrame only to check names: compiled, fed the same float array."""
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
 
     frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
-    joblib.dump(LogisticRegression().fit(frame, [0, 0, 1, 1]), tmp_path / "m.joblib")
+    model = LogisticRegression().fit(frame, [0, 0, 1, 1])
+    joblib.dump(model, tmp_path / "m.joblib")
     runtime = load(tmp_path / "m.joblib")
-    assert not runtime.compiled and "DataFrame" in (runtime.reason or "")
+    assert runtime.compiled, runtime.reason
+    assert runtime.describe()["serving"] == "onnx"
+    x = np.array([[0.5, 1.0], [2.5, 0.0]])
+    out = runtime.predict({"input": x})
+    assert np.array_equal(out["predict"], model.predict(pd.DataFrame(x, columns=["a", "b"])))
 
 
 def test_compiled_graph_is_cached_by_artifact_hash(tmp_path: Path) -> None:
@@ -123,3 +130,125 @@ def test_compiled_answers_keep_their_json_types(demo_repo: Path) -> None:
     assert type(body["prediction"]) is int
     assert all(type(p) is float for p in body["probability"])
     assert app.test_client().get("/models/iris").json["runtime"]["serving"] == "onnx"
+
+
+def tutorial_expected(rows: list[dict[str, object]]) -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    model = models.tutorial().model
+    frame = pd.DataFrame(rows)
+    return model.predict(frame), model.predict_proba(frame)
+
+
+def test_tutorial_mixed_pipeline_compiles_with_one_input_per_column(tmp_path: Path) -> None:
+    trained = models.tutorial()
+    joblib.dump(trained.model, tmp_path / "m.joblib")
+    runtime = load(tmp_path / "m.joblib")
+    assert runtime.compiled, runtime.reason
+    graph_inputs = runtime._impl.describe()["inputs"]
+    assert [(i["name"], i["datatype"]) for i in graph_inputs] == [
+        ("feature1", "FP64"),
+        ("feature2", "FP64"),
+        ("feature3", "BYTES"),
+    ]
+    rows = models.tutorial_frame(200, seed=7).to_dict("records")
+    table = np.array([list(r.values()) for r in rows], dtype=object)
+    out = runtime.predict({"input": table})
+    labels, proba = tutorial_expected(rows)
+    assert np.array_equal(out["predict"], labels)
+    np.testing.assert_allclose(out["predict_proba"], proba, atol=auto.PROBA_TOLERANCE)
+
+
+def test_tutorial_mixed_pipeline_serves_with_no_manifest(tmp_path: Path) -> None:
+    """The tutorial's own model: loads, is compiled, answers what the model answers."""
+    joblib.dump(models.tutorial().model, tmp_path / "model.pkl")
+    app = create_app(ServerSettings(profile="testing", model_path=tmp_path / "model.pkl"))
+    client = app.test_client()
+    (info,) = client.get("/models").json["models"]
+    meta = client.get(f"/models/{info['name']}").json
+    assert meta["runtime"]["serving"] == "onnx" and meta["runtime"]["compiled"] is True
+    assert meta["inputs"][2] == {"name": "feature3", "type": "string", "enum": ["A", "B", "C"]}
+    rows = models.tutorial_frame(12, seed=3).to_dict("records")
+    labels, proba = tutorial_expected(rows)
+    same_text = 0
+    for row, label, p in zip(rows, labels, proba, strict=True):
+        resp = client.post("/predict", json=row)
+        assert resp.status_code == 200, resp.json
+        assert resp.json["prediction"] == label
+        got = resp.json["probability"]
+        np.testing.assert_allclose(got, p, atol=auto.PROBA_TOLERANCE)
+        # Written at float32 precision: 0.9, never 0.8999999761581421 (nor below zero).
+        assert all(v == float(str(np.float32(v))) and 0.0 <= v <= 1.0 for v in got)
+        if (np.float32(got) == np.float32(p)).all():
+            # Where float32 reached scikit-learn's value, the text is scikit-learn's own.
+            assert orjson.dumps(p.tolist()) in resp.data
+            same_text += 1
+    assert same_text >= 3
+    batch = client.post("/predict_batch", json={"instances": rows})
+    assert [item["prediction"] for item in batch.json["predictions"]] == labels.tolist()
+    np.testing.assert_allclose(
+        [item["probability"] for item in batch.json["predictions"]], proba, atol=1e-5
+    )
+    bad = client.post("/predict", json={**rows[0], "feature3": "D"})
+    assert bad.status_code == 400
+    assert bad.json["details"] == [
+        {"path": "feature3", "message": "'D' is not one of ['A', 'B', 'C']"}
+    ]
+
+
+def test_frame_fitted_scaler_as_preprocessor_compiles(tmp_path: Path) -> None:
+    """`modelserve serve model.pkl --preprocessor scaler.pkl` with a DataFrame-fitted scaler."""
+    import pandas as pd
+
+    trained = models.frame_scaler()
+    joblib.dump(trained.model, tmp_path / "model.pkl")
+    joblib.dump(trained.preprocessor, tmp_path / "scaler.pkl")
+    settings = ServerSettings(
+        profile="testing", model_path=tmp_path / "model.pkl", preprocessor=tmp_path / "scaler.pkl"
+    )
+    client = create_app(settings).test_client()
+    (info,) = client.get("/models").json["models"]
+    runtime = client.get(f"/models/{info['name']}").json["runtime"]
+    assert runtime["serving"] == "onnx", runtime["reason"]
+    x = trained.x[::10]
+    rows = [models.features_of(trained, row) for row in x]
+    z = trained.preprocessor.transform(pd.DataFrame(x, columns=list(models.IRIS_FEATURES)))
+    body = client.post("/predict_batch", json={"instances": rows}).json
+    assert [item["prediction"] for item in body["predictions"]] == trained.model.predict(z).tolist()
+    assert [item["probability"] for item in body["predictions"]] == (
+        trained.model.predict_proba(z).tolist()
+    )
+
+
+def test_custom_code_on_a_dataframe_serves_with_sklearn_and_says_why(tmp_path: Path) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.preprocessing import StandardScaler
+
+    frame = models.tutorial_frame(80)
+    model = make_pipeline(
+        ColumnTransformer(
+            [
+                ("num", StandardScaler(), ["feature1", "feature2"]),
+                ("cat", FunctionTransformer(models.letters_to_numbers), ["feature3"]),
+            ]
+        ),
+        LogisticRegression(),
+    ).fit(frame, frame["feature3"] == "B")
+    joblib.dump(model, tmp_path / "m.joblib")
+    inputs = [{"name": "feature1"}, {"name": "feature2"}, {"name": "feature3", "type": "string"}]
+    runtime = load(tmp_path / "m.joblib", inputs=inputs)
+    assert not runtime.compiled
+    assert runtime.describe()["serving"] == "sklearn"
+    assert "skl2onnx cannot convert it" in (runtime.reason or "")
+    row = {"feature1": 4.0, "feature2": 0.5, "feature3": "C"}
+    out = runtime.predict({"input": np.array([list(row.values())], dtype=object)})
+    assert out["predict"].tolist() == model.predict(pd_frame([row])).tolist()
+
+
+def pd_frame(rows: list[dict[str, object]]) -> object:
+    import pandas as pd
+
+    return pd.DataFrame(rows)

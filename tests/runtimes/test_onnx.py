@@ -188,3 +188,37 @@ def test_a_corrupt_file_fails_to_load(tmp_path: Path) -> None:
     path.write_bytes(b"not a graph")
     with pytest.raises(ModelLoadError, match="Cannot load bad.onnx"):
         load(path)
+
+
+def test_a_graph_with_one_input_per_listed_column_is_fed_from_the_table(tmp_path: Path) -> None:
+    """What skl2onnx makes of a ColumnTransformer: filled column by column, no pandas."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import DoubleTensorType
+    from skl2onnx.common.data_types import StringTensorType
+
+    trained = models.tutorial()
+    types = [
+        ("feature1", DoubleTensorType([None, 1])),
+        ("feature2", DoubleTensorType([None, 1])),
+        ("feature3", StringTensorType([None, 1])),
+    ]
+    final = trained.model.steps[-1][1]
+    graph = to_onnx(trained.model, initial_types=types, options={id(final): {"zipmap": False}})
+    (tmp_path / "m.onnx").write_bytes(graph.SerializeToString())
+    inputs = [
+        {"name": "feature3", "type": "string", "enum": ["A", "B", "C"]},
+        {"name": "feature1"},
+        {"name": "feature2"},
+    ]
+    runtime = load(tmp_path / "m.onnx", inputs=inputs)
+    assert runtime.kind == "tabular"
+    assert runtime.signature().feature_names == ["feature3", "feature1", "feature2"]
+    frame = models.tutorial_frame(50, seed=5)
+    table = frame[["feature3", "feature1", "feature2"]].to_numpy(dtype=object)
+    out = runtime.predict({"input": table})
+    assert np.array_equal(out["predict"], trained.model.predict(frame))
+    np.testing.assert_allclose(out["predict_proba"], trained.model.predict_proba(frame), atol=1e-5)
+    with pytest.raises(InvalidInput, match="feature1"):
+        runtime.predict({"input": np.array([["A", "tall", 1.0]], dtype=object)})
+    # Without the manifest's list the same graph is a plain tensor model.
+    assert load(tmp_path / "m.onnx").kind == "tensor"

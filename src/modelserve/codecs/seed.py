@@ -15,6 +15,7 @@ import orjson
 
 from ..errors import InvalidInput
 from ..errors import PayloadTooLarge
+from ..floats import widen_float32
 from ..types import PREDICT_OUTPUT
 from ..types import PROBA_OUTPUT
 from ..types import Signature
@@ -136,8 +137,10 @@ class SeedCodec:
         return [self._names_of[label] for label in labels]
 
     def encode_one(self, outputs: TensorDict) -> dict[str, Any]:
-        labels = outputs[PREDICT_OUTPUT].tolist()
-        proba = outputs.get(PROBA_OUTPUT)
+        """One answer; float32 values are written at float32 precision (``0.85``, not
+        ``0.8500000238418579``), float64 ones as they are."""
+        labels = widen_float32(outputs[PREDICT_OUTPUT]).tolist()
+        proba = _widened(outputs.get(PROBA_OUTPUT))
         body: dict[str, Any] = {
             "prediction": labels[0],
             "probability": proba[0].tolist() if proba is not None else None,
@@ -149,8 +152,9 @@ class SeedCodec:
         return body
 
     def encode_batch(self, outputs: TensorDict) -> dict[str, Any]:
-        labels = outputs[PREDICT_OUTPUT].tolist()
-        proba = outputs.get(PROBA_OUTPUT)
+        """Every row's answer, float32 values written as :meth:`encode_one` does."""
+        labels = widen_float32(outputs[PREDICT_OUTPUT]).tolist()
+        proba = _widened(outputs.get(PROBA_OUTPUT))
         probs: list[Any] = proba.tolist() if proba is not None else [None] * len(labels)
         names = self._class_names(labels)
         if names is None:
@@ -250,6 +254,10 @@ class _VectorCheck:
         if x.ndim != 2 or x.shape[1] != width:
             return None
         return self._checked(x)
+
+
+def _widened(values: np.ndarray | None) -> np.ndarray | None:
+    return None if values is None else widen_float32(values)
 
 
 def _json_type(value: Any) -> str:

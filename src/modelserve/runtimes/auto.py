@@ -4,9 +4,13 @@ At load the estimator (with its separate preprocessor) is converted with skl2onn
 inputs so no feature is rounded to float32, or read back from a cache beside the artifact
 keyed by the artifacts' sha256. The compiled graph only serves after a check on a sample: every
 label must equal scikit-learn's and every probability must agree within
-:data:`PROBA_TOLERANCE`. When conversion is unsupported (a custom transformer, a DataFrame
-model, string features), the ``onnx`` extra is missing, or the check fails, the original model
-serves through the sklearn runtime and the reason is logged and shown in ``/models/<name>``.
+:data:`PROBA_TOLERANCE`. Models fitted on a DataFrame compile too: one that only checks column
+names takes the same ``[rows, features]`` doubles as its numpy-fitted twin, and one that picks
+columns by name or takes strings (a ``ColumnTransformer`` with a ``OneHotEncoder``) takes one
+named ``[rows, 1]`` input per column, which the ONNX runtime fills from the seed codec's rows
+(see :func:`input_layout`). When conversion is unsupported (a custom transformer), the
+``onnx`` extra is missing, or the check fails, the original model serves through the sklearn
+runtime and the reason is logged and shown in ``/models/<name>``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from ..types import Signature
 from ..types import TensorDict
 from .base import ArtifactSet
 from .base import Runtime
+from .columns import Column
+from .columns import selects_columns
 from .sklearn import SKLearnRuntime
 
 logger = logging.getLogger(__name__)
@@ -46,35 +52,87 @@ class NotCompiled(Exception):
     """Why a model is served uncompiled; the message is shown to operators."""
 
 
-def verification_sample(model: Any, pre: Any, signature: Signature, rows: int) -> np.ndarray:
-    """Synthetic rows in the model's input space: from a StandardScaler's statistics when the
-    model starts with one, else from the features' bounds, else standard normal; clipped to
-    the bounds. No training data is needed (none is shipped with a model)."""
+def verification_sample(signature: Signature, columns: Sequence[Column], rows: int) -> np.ndarray:
+    """Synthetic rows in the model's input space, built from what the fitted model says of
+    each column: a scaler's mean and spread, an encoder's categories; else the feature's
+    bounds, else standard normal; clipped to the bounds. No training data is needed (none is
+    shipped with a model). Rows with a string feature come back as an object array.
+
+    :raises NotCompiled: for a string feature whose values nothing fitted lists.
+    """
     rng = np.random.default_rng(0)
-    first = pre if pre is not None else (model.steps[0][1] if hasattr(model, "steps") else model)
     width = len(signature.features)
-    low = np.array([-np.inf if f.minimum is None else f.minimum for f in signature.features])
-    high = np.array([np.inf if f.maximum is None else f.maximum for f in signature.features])
-    mean, scale = getattr(first, "mean_", None), getattr(first, "scale_", None)
-    if mean is not None and scale is not None and len(mean) == width:
-        x = mean + np.asarray(scale) * rng.standard_normal((rows, width))
-    else:
-        x = rng.standard_normal((rows, width))
-        bounded = np.isfinite(low) & np.isfinite(high)
-        x[:, bounded] = rng.uniform(low[bounded], high[bounded], size=(rows, int(bounded.sum())))
-    x = np.asarray(np.clip(x, low, high), dtype=np.float64)
-    integer = np.array([f.type == "integer" for f in signature.features])
-    x[:, integer] = np.round(x[:, integer])
-    return x
+    known = {c.name: c for c in columns}
+    numbers = np.empty((rows, width), dtype=np.float64)
+    strings: dict[int, np.ndarray] = {}
+    for j, feature in enumerate(signature.features):
+        column = known.get(feature.name)
+        values = feature.enum or (column.categories if column is not None else None)
+        if feature.type in ("string", "boolean"):
+            if feature.type == "boolean":
+                values = (False, True)
+            if not values:
+                raise NotCompiled(
+                    f"nothing fitted lists the values of the string feature {feature.name!r} "
+                    "to check the compiled model on"
+                )
+            strings[j] = np.array(values, dtype=object)[rng.integers(0, len(values), rows)]
+            continue
+        if values:
+            numbers[:, j] = np.asarray(values, dtype=np.float64)[rng.integers(0, len(values), rows)]
+            continue
+        low = -np.inf if feature.minimum is None else feature.minimum
+        high = np.inf if feature.maximum is None else feature.maximum
+        loc = column.location if column is not None else None
+        if isinstance(loc, int | float) and column is not None and column.scale is not None:
+            numbers[:, j] = loc + column.scale * rng.standard_normal(rows)
+        elif np.isfinite(low) and np.isfinite(high):
+            numbers[:, j] = rng.uniform(low, high, rows)
+        else:
+            numbers[:, j] = rng.standard_normal(rows)
+        numbers[:, j] = np.clip(numbers[:, j], low, high)
+        if feature.type == "integer":
+            numbers[:, j] = np.round(numbers[:, j])
+    if not strings:
+        return numbers
+    table = numbers.astype(object)
+    for j, feature in enumerate(signature.features):
+        if j in strings:
+            table[:, j] = strings[j]
+        elif feature.type == "integer":
+            table[:, j] = [int(v) for v in numbers[:, j]]
+    return table
 
 
-def convert(model: Any, pre: Any, width: int) -> bytes:
-    """The estimator (and preprocessor) as one ONNX graph taking ``[rows, width]`` doubles.
+def input_layout(sk: SKLearnRuntime) -> str:
+    """How the compiled graph takes its input: ``array``, one ``[rows, features]`` double
+    tensor; or ``columns``, one ``[rows, 1]`` tensor per feature, named after it.
+
+    A model fitted on a DataFrame only to check column names (scalers, imputers, plain
+    pipelines) takes an array like its numpy-fitted twin; one that picks columns by name
+    (a ``ColumnTransformer``) or takes strings needs them one by one.
+    """
+    sig = sk.signature()
+    by_name = sk.frame_columns is not None and any(
+        selects_columns(est) for est in (sk.model, sk.preprocessor) if est is not None
+    )
+    return "columns" if by_name or not sig.numeric else "array"
+
+
+#: skl2onnx input type of a feature, by feature type, in the ``columns`` layout.
+_COLUMN_TYPES = {"number": "DoubleTensorType", "integer": "Int64TensorType"}
+
+
+def convert(model: Any, pre: Any, signature: Signature, layout: str = "array") -> bytes:
+    """The estimator (and preprocessor) as one ONNX graph, taking doubles so that no feature
+    is rounded to float32: one ``[rows, width]`` input, or in the ``columns`` layout one
+    ``[rows, 1]`` input per feature (strings as strings, integers as int64).
 
     :raises NotCompiled: when skl2onnx cannot convert it.
     """
     try:
         from skl2onnx import to_onnx
+        from skl2onnx.common import data_types
     except ImportError:
         raise NotCompiled("skl2onnx is not installed (pip install 'modelserve[onnx]')") from None
     from sklearn.pipeline import make_pipeline
@@ -82,8 +140,20 @@ def convert(model: Any, pre: Any, width: int) -> bytes:
     estimator = make_pipeline(pre, model) if pre is not None else model
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     options = {id(final): {"zipmap": False}} if hasattr(final, "classes_") else None
+    width = len(signature.features)
     try:
-        graph = to_onnx(estimator, np.zeros((1, width), dtype=np.float64), options=options)
+        if layout == "columns":
+            types = []
+            for f in signature.features:
+                if f.type == "boolean":
+                    raise NotCompiled(f"boolean feature {f.name!r} has no ONNX input type here")
+                kind = _COLUMN_TYPES.get(f.type, "StringTensorType")
+                types.append((f.name, getattr(data_types, kind)([None, 1])))
+            graph = to_onnx(estimator, initial_types=types, options=options)
+        else:
+            graph = to_onnx(estimator, np.zeros((1, width), dtype=np.float64), options=options)
+    except NotCompiled:
+        raise
     except Exception as exc:  # skl2onnx raises many kinds for what it does not support
         raise NotCompiled(f"skl2onnx cannot convert it: {type(exc).__name__}: {exc}") from exc
     data: bytes = graph.SerializeToString()
@@ -119,10 +189,7 @@ class AutoRuntime(Runtime):
 
     def _compile(self, sk: SKLearnRuntime) -> Runtime:
         sig = sk.signature()
-        if not sig.numeric:
-            raise NotCompiled("it has string or boolean features")
-        if sk.frame_columns is not None:
-            raise NotCompiled("it was fitted on a pandas DataFrame (columns picked by name)")
+        layout = input_layout(sk)
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -131,7 +198,7 @@ class AutoRuntime(Runtime):
             ) from None
         from .onnx import ONNXRuntime
 
-        path = self._cached_graph(sk, len(sig.features))
+        path = self._cached_graph(sk, layout)
         manifest = self.artifacts.manifest.model_copy(
             update={
                 "inputs": [FeatureSpec.model_validate(f.to_dict()) for f in sig.features],
@@ -147,11 +214,17 @@ class AutoRuntime(Runtime):
         self._verify(sk, compiled, sig)
         return compiled
 
-    def _cached_graph(self, sk: SKLearnRuntime, width: int) -> Path:
+    def _cached_graph(self, sk: SKLearnRuntime, layout: str) -> Path:
         """The compiled graph's file: from the cache when its key matches, else converted now."""
         from skl2onnx import __version__ as skl2onnx_version
 
         key = hashlib.sha256(skl2onnx_version.encode())
+        if layout != "array":
+            # The per-column graph also depends on the features' types (a manifest may set
+            # them); array graphs keep the keys they always had.
+            key.update(layout.encode())
+            for f in sk.signature().features:
+                key.update(f"{f.name}\0{f.type}\0".encode())
         for path in (self.artifacts.artifact, self.artifacts.preprocessor):
             if path is not None:
                 key.update(path.read_bytes())
@@ -159,7 +232,7 @@ class AutoRuntime(Runtime):
         if cache.is_file():
             self.cache_path = cache
             return cache
-        data = convert(sk.model, sk.preprocessor, width)
+        data = convert(sk.model, sk.preprocessor, sk.signature(), layout)
         try:
             cache.parent.mkdir(exist_ok=True)
             tmp = cache.with_suffix(".tmp")
@@ -175,7 +248,7 @@ class AutoRuntime(Runtime):
             return Path(handle.name)
 
     def _verify(self, sk: SKLearnRuntime, compiled: Runtime, sig: Signature) -> None:
-        x = verification_sample(sk.model, sk.preprocessor, sig, SAMPLE_ROWS)
+        x = verification_sample(sig, sk.columns, SAMPLE_ROWS)
         try:
             want = sk.predict({TABULAR_INPUT: x})
             got = self._predict_compiled(compiled, {TABULAR_INPUT: x}, None)

@@ -2,8 +2,10 @@
 
 A graph is served as one of three kinds, read from its inputs: a 2-D ``[rows, features]``
 input is a **tabular** model (scikit-learn converted with skl2onnx) that answers the seed's
-``/predict`` like the sklearn runtime; a 4-D input is an **image** classifier; anything else
-is a **tensor** model whose named inputs and outputs pass through as they are (V2).
+``/predict`` like the sklearn runtime; so is a graph with one ``[rows, 1]`` input per feature
+that ``model.yaml`` lists (a ``ColumnTransformer`` converted with named inputs), fed column by
+column from the same ``[rows, features]`` table. A 4-D input is an **image** classifier;
+anything else is a **tensor** model whose named inputs and outputs pass through as they are (V2).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import onnxruntime as ort
 from ..errors import InferenceError
 from ..errors import InvalidInput
 from ..errors import ModelLoadError
+from ..floats import widen_float32
 from ..types import PREDICT_OUTPUT
 from ..types import PROBA_OUTPUT
 from ..types import TABULAR_INPUT
@@ -94,6 +97,8 @@ class ONNXRuntime(Runtime):
     _session: ort.InferenceSession
     #: ``tabular``, ``image`` or ``tensor``; decided at load from the graph's inputs.
     kind: str
+    #: For a tabular graph fed by column: (input name, numpy dtype) per feature, in order.
+    _column_feed: list[tuple[str, Any]] | None = None
 
     def load(self) -> None:
         manifest = self.artifacts.manifest
@@ -120,6 +125,9 @@ class ONNXRuntime(Runtime):
         if manifest.image is not None or (len(self._inputs) == 1 and ranks[0] == 4):
             self.kind = "image"
             self._signature = self._load_image()
+        elif self._by_column(ranks):
+            self.kind = "tabular"
+            self._signature = self._load_columns()
         elif len(self._inputs) == 1 and ranks[0] == 2:
             self.kind = "tabular"
             self._signature = self._load_tabular()
@@ -165,8 +173,44 @@ class ONNXRuntime(Runtime):
         out_spec = TensorSpec(output.name, _spec(output).datatype, (-1, int(scores.shape[1])))
         return image_signature(manifest.class_names, input_spec, out_spec, spec)
 
+    def _by_column(self, ranks: list[int]) -> bool:
+        """True for a graph with one ``[rows, 1]`` input per feature the manifest lists (what
+        skl2onnx makes of a ``ColumnTransformer`` given named inputs)."""
+        listed = self.artifacts.manifest.inputs
+        if listed is None or any(r != 2 for r in ranks):
+            return False
+        if {a.name for a in self._inputs} != {f.name for f in listed} or len(listed) != len(
+            self._inputs
+        ):
+            return False
+        one_float = len(self._inputs) == 1 and self._inputs[0].type in (
+            "tensor(float)",
+            "tensor(double)",
+        )
+        return not one_float and all(_dims(a)[1] in (1, None) for a in self._inputs)
+
+    def _load_columns(self) -> Signature:
+        """A tabular graph fed column by column: feature ``j`` of the ``[rows, features]``
+        input goes, as a ``[rows, 1]`` tensor of the graph's type, to the input named after it.
+        """
+        listed = self.artifacts.manifest.inputs
+        assert listed is not None
+        by_name = {a.name: a for a in self._inputs}
+        self._column_feed = []
+        for spec in listed:
+            graph_input = by_name[spec.name]
+            dtype = self._dtypes[graph_input.name]
+            if dtype is None:
+                raise ModelLoadError(
+                    f"Input {graph_input.name!r} is {graph_input.type}, which a tabular "
+                    "feature cannot fill"
+                )
+            self._column_feed.append((graph_input.name, dtype))
+        return self._tabular_signature(tuple(f.to_feature() for f in listed))
+
     def _load_tabular(self) -> Signature:
         manifest = self.artifacts.manifest
+        self._column_feed = None
         graph_input = self._inputs[0]
         if graph_input.type not in ("tensor(float)", "tensor(double)"):
             raise ModelLoadError(
@@ -187,6 +231,10 @@ class ONNXRuntime(Runtime):
                 "The graph does not fix its number of features: list them under inputs "
                 "in model.yaml"
             )
+        return self._tabular_signature(features)
+
+    def _tabular_signature(self, features: tuple[Feature, ...]) -> Signature:
+        manifest = self.artifacts.manifest
         # skl2onnx classifiers give a label tensor then probabilities (a tensor, or a
         # sequence of maps when ZipMap is on); regressors give one [rows, 1] tensor.
         self._label_name = self._outputs[0].name
@@ -196,6 +244,8 @@ class ONNXRuntime(Runtime):
             proba = self._outputs[1]
             self._proba_name = proba.name
             self._zipmap = proba.type.startswith("seq(map(")
+            # ZipMap hands float32 scores over as Python floats; they keep float32 digits.
+            self._zipmap_dtype = np.float32 if "tensor(float)" in proba.type else np.float64
         task = manifest.task or ("classification" if self._proba_name else "regression")
         classes: tuple[Any, ...] | None = None
         if task == "classification":
@@ -263,27 +313,52 @@ class ONNXRuntime(Runtime):
     def _predict_tabular(self, inputs: TensorDict, outputs: Sequence[str] | None) -> TensorDict:
         wanted = set(outputs) if outputs is not None else set(self._signature.outputs)
         x = inputs[TABULAR_INPUT]
-        graph_input = self._inputs[0]
-        dtype = self._dtypes[graph_input.name]
-        if x.dtype != dtype:
-            try:
-                x = x.astype(dtype)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInput(f"The model takes numbers only: {exc}") from exc
+        feed = self._tabular_feed(x)
         names = [self._label_name] if PREDICT_OUTPUT in wanted else []
         if PROBA_OUTPUT in wanted and self._proba_name is not None:
             names.append(self._proba_name)
-        got = dict(zip(names, self._run(names, {graph_input.name: x}), strict=True))
+        got = dict(zip(names, self._run(names, feed), strict=True))
         result: TensorDict = {}
         if PREDICT_OUTPUT in wanted:
             labels = np.asarray(got[self._label_name])
-            # A regressor's single output is [rows, 1]; the tabular contract is [rows].
+            # A regressor's single output is [rows, 1]; the tabular contract is [rows]. Values
+            # computed in float32 keep their float32 digits (0.85, not 0.8500000238418579).
+            labels = widen_float32(labels)
             result[PREDICT_OUTPUT] = labels.reshape(len(x)) if labels.ndim == 2 else labels
         if self._proba_name is not None and self._proba_name in got:
             proba = got[self._proba_name]
             if self._zipmap:
                 keys = self._classes or (tuple(proba[0]) if len(proba) else ())
-                proba = [[row[k] for k in keys] for row in proba]
-            # Users of the sklearn runtime get float64 probabilities: keep the same type.
+                proba = np.array([[row[k] for k in keys] for row in proba], self._zipmap_dtype)
+            # float32 sums of leaf values land a few ulps outside [0, 1] (-1.5e-08 for a
+            # certain 0): a probability cannot, so clip. Users of the sklearn runtime get
+            # float64 probabilities: keep the type, at the float32 values' own digits.
+            proba = widen_float32(np.clip(np.asarray(proba), 0.0, 1.0))
             result[PROBA_OUTPUT] = np.asarray(proba, dtype=np.float64).reshape(len(x), -1)
         return result
+
+    def _tabular_feed(self, x: np.ndarray) -> dict[str, Any]:
+        """The graph's inputs from a ``[rows, features]`` table (float64, or objects for
+        mixed rows): the whole table, or one ``[rows, 1]`` column per named input."""
+        if self._column_feed is None:
+            graph_input = self._inputs[0]
+            dtype = self._dtypes[graph_input.name]
+            if x.dtype != dtype:
+                try:
+                    x = x.astype(dtype)
+                except (TypeError, ValueError) as exc:
+                    raise InvalidInput(f"The model takes numbers only: {exc}") from exc
+            return {graph_input.name: x}
+        if x.ndim != 2 or x.shape[1] != len(self._column_feed):
+            raise InvalidInput(
+                f"Expected a [rows, {len(self._column_feed)}] table, got {list(x.shape)}"
+            )
+        feed: dict[str, Any] = {}
+        for j, (name, dtype) in enumerate(self._column_feed):
+            column = x[:, j : j + 1]
+            try:
+                # astype copies: onnxruntime wants each column contiguous.
+                feed[name] = column.astype(dtype)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"Column {name!r} does not fit the model: {exc}") from exc
+        return feed

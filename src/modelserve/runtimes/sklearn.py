@@ -6,6 +6,7 @@ in the manifest. ``.skops`` files are loaded with skops' type allow-list instead
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,10 +20,11 @@ from ..errors import ModelLoadError
 from ..types import PREDICT_OUTPUT
 from ..types import PROBA_OUTPUT
 from ..types import TABULAR_INPUT
-from ..types import Feature
 from ..types import Signature
 from ..types import TensorDict
 from .base import Runtime
+from .columns import Column
+from .columns import read_columns
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,10 @@ def load_estimator(path: Path, trusted_types: Sequence[str] = ()) -> Any:
         raise
     except Exception as exc:  # any unpickling failure is a load failure of this file
         raise ModelLoadError(f"Cannot load {path.name}: {type(exc).__name__}: {exc}") from exc
+
+
+#: The DataFrame column dtype of each feature type (strings stay Python objects).
+_FRAME_DTYPES: dict[str, Any] = {"number": np.float64, "integer": np.int64, "boolean": np.bool_}
 
 
 def _final_estimator(model: Any) -> Any:
@@ -137,6 +143,13 @@ class SKLearnRuntime(Runtime):
         first = self._pre if self._pre is not None else self._model
         fitted_names = getattr(first, "feature_names_in_", None)
         n_in = getattr(first, "n_features_in_", None)
+        names: list[str] | None = None
+        if fitted_names is not None:
+            names = [str(n) for n in fitted_names]
+        elif n_in is not None:
+            names = [f"x{i}" for i in range(int(n_in))]
+        self._columns = read_columns(first, names) if names is not None else []
+        extra: dict[str, Any] = {}
         if manifest.inputs is not None:
             features = tuple(f.to_feature() for f in manifest.inputs)
             if n_in is not None and len(features) != int(n_in):
@@ -144,17 +157,23 @@ class SKLearnRuntime(Runtime):
                     f"The manifest lists {len(features)} inputs but the model was fitted on "
                     f"{int(n_in)} features"
                 )
-            if fitted_names is not None and [f.name for f in features] != [
-                str(n) for n in fitted_names
-            ]:
+            if fitted_names is not None and [f.name for f in features] != names:
                 raise ModelLoadError(
                     "The manifest's input names differ from the names the model was fitted "
                     f"with ({', '.join(str(n) for n in fitted_names)})"
                 )
-        elif fitted_names is not None:
-            features = tuple(Feature(name=str(n)) for n in fitted_names)
-        elif n_in is not None:
-            features = tuple(Feature(name=f"x{i}") for i in range(int(n_in)))
+            # The manifest decides types and bounds; fitted statistics still give examples.
+            # Matched by position: names are equal when fitted, x0... otherwise.
+            if len(self._columns) == len(features):
+                features = tuple(
+                    dataclasses.replace(f, sample=c.sample())
+                    for f, c in zip(features, self._columns, strict=True)
+                )
+        elif names is not None:
+            features = tuple(c.feature() for c in self._columns)
+            guessed = {c.name: c.unknown_reader for c in self._columns if c.guessed}
+            if guessed:
+                extra["guessed_columns"] = guessed
         else:
             raise ModelLoadError(
                 "Cannot infer the model's input features (it has no n_features_in_): "
@@ -186,6 +205,7 @@ class SKLearnRuntime(Runtime):
             classes=class_tuple,
             class_names=class_names,
             has_proba=has_proba,
+            extra=extra,
         )
 
     def signature(self) -> Signature:
@@ -199,6 +219,11 @@ class SKLearnRuntime(Runtime):
     @property
     def preprocessor(self) -> Any:
         return self._pre
+
+    @property
+    def columns(self) -> list[Column]:
+        """What the fitted model says about each input column (empty when it cannot tell)."""
+        return self._columns
 
     @property
     def frame_columns(self) -> list[str] | None:
@@ -226,7 +251,23 @@ class SKLearnRuntime(Runtime):
             return x
         import pandas as pd
 
-        return pd.DataFrame(x, columns=self._frame_columns).infer_objects()
+        if x.dtype != object:
+            return pd.DataFrame(x, columns=self._frame_columns)
+        # Mixed rows arrive as objects: give each column the dtype it was declared with, as
+        # the DataFrame the model was fitted on had (numbers sent as 1 and 1.5 are floats).
+        data = {}
+        for j, feature in enumerate(self._signature.features):
+            values = x[:, j]
+            dtype = _FRAME_DTYPES.get(feature.type)
+            if dtype is not None:
+                try:
+                    values = values.astype(dtype)
+                except (TypeError, ValueError) as exc:
+                    raise InferenceError(
+                        f"Column {feature.name!r} must hold {feature.type}s: {exc}"
+                    ) from exc
+            data[self._frame_columns[j]] = values
+        return pd.DataFrame(data)
 
     def predict(self, inputs: TensorDict, outputs: Sequence[str] | None = None) -> TensorDict:
         wanted = set(outputs) if outputs is not None else set(self._signature.outputs)
