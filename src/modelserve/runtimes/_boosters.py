@@ -10,8 +10,8 @@ split thresholds; otherwise the booster serves itself and ``describe()`` says wh
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
+import sys
 import tempfile
 from abc import abstractmethod
 from collections.abc import Callable
@@ -363,11 +363,17 @@ class BoosterRuntime(Runtime):
 # -- scikit-learn wrappers inside pickles -----------------------------------------------------
 
 
+#: Libraries whose wrappers skl2onnx already knows (see :func:`register_booster_converters`).
+_registered: set[str] = set()
+
+
 def register_booster_converters() -> None:
     """Teach skl2onnx the scikit-learn wrappers of XGBoost and LightGBM (``XGBClassifier``,
     ``XGBRegressor``, ``LGBMClassifier``, ``LGBMRegressor``), alone or inside a Pipeline.
 
-    Uses onnxmltools' converters. Idempotent; does nothing for a library that is missing.
+    Uses onnxmltools' converters. Only libraries already imported are registered: unpickling a
+    wrapper imports its library, and a plain scikit-learn model pays for no import. Idempotent;
+    does nothing without skl2onnx or onnxmltools.
     """
     try:
         from skl2onnx import update_registered_converter
@@ -380,11 +386,13 @@ def register_booster_converters() -> None:
         ("xgboost", "XGBClassifier", "XGBRegressor", "XGBoost"),
         ("lightgbm", "LGBMClassifier", "LGBMRegressor", "LightGbm"),
     ):
+        library = sys.modules.get(module)
+        if library is None or module in _registered:
+            continue
         try:
-            library = importlib.import_module(module)
             convert = _onnxmltools_converter(module)
         except ImportError:
-            continue
+            return
         update_registered_converter(
             getattr(library, classifier),
             f"{alias}{classifier}",
@@ -400,6 +408,7 @@ def register_booster_converters() -> None:
             convert,
             parser=_parse_float32_regressor,
         )
+        _registered.add(module)
 
 
 def _onnxmltools_converter(module: str) -> Callable[[Any, Any, Any], None]:
