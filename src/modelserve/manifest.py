@@ -238,6 +238,11 @@ class Manifest(BaseModel):
     cache: CacheSpec | None = None
     """Prediction cache for this model (off unless given)."""
 
+    compile: bool = True
+    """``runtime: auto`` (scikit-learn) and the XGBoost/LightGBM runtimes: serve the model
+    compiled to ONNX when the compiled answers match the model's own; ``false`` keeps it on
+    its own library."""
+
     version_policy: Literal["all"] | VersionPolicy = "all"
     """Which version folders to serve: ``all`` (the default), ``{latest: N}`` (the N highest
     versions that load) or ``{specific: [1, 3]}``. Read from the model-level manifest."""

@@ -137,6 +137,11 @@ def convert(model: Any, pre: Any, signature: Signature, layout: str = "array") -
         raise NotCompiled("skl2onnx is not installed (pip install 'modelserve[onnx]')") from None
     from sklearn.pipeline import make_pipeline
 
+    # Imported here: _boosters imports this module. Registers onnxmltools' converters for
+    # XGBoost/LightGBM wrappers already imported by the unpickling; a no-op otherwise.
+    from ._boosters import register_booster_converters
+
+    register_booster_converters()
     estimator = make_pipeline(pre, model) if pre is not None else model
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     options = {id(final): {"zipmap": False}} if hasattr(final, "classes_") else None
@@ -177,6 +182,9 @@ class AutoRuntime(Runtime):
         self.reason = None
         self.cache_path = None
         self._all_outputs = frozenset(sk.signature().outputs)
+        if not self.artifacts.manifest.compile:
+            self.reason = "compile: false in model.yaml"
+            return
         try:
             self._impl = self._compile(sk)
         except NotCompiled as exc:

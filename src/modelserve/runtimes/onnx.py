@@ -193,8 +193,7 @@ class ONNXRuntime(Runtime):
         """A tabular graph fed column by column: feature ``j`` of the ``[rows, features]``
         input goes, as a ``[rows, 1]`` tensor of the graph's type, to the input named after it.
         """
-        listed = self.artifacts.manifest.inputs
-        assert listed is not None
+        listed = self.artifacts.manifest.inputs or []
         by_name = {a.name: a for a in self._inputs}
         self._column_feed = []
         for spec in listed:

@@ -14,6 +14,8 @@ _RUNTIMES: dict[str, tuple[str, str]] = {
     "sklearn": ("modelserve.runtimes.sklearn:SKLearnRuntime", "sklearn"),
     "onnx": ("modelserve.runtimes.onnx:ONNXRuntime", "onnx"),
     "torch": ("modelserve.runtimes.torch:TorchRuntime", "torch"),
+    "xgboost": ("modelserve.runtimes.xgboost:XGBoostRuntime", "xgboost"),
+    "lightgbm": ("modelserve.runtimes.lightgbm:LightGBMRuntime", "lightgbm"),
 }
 #: file extension -> runtime name, for manifests (or single files) that name no runtime.
 _EXTENSIONS: dict[str, str] = {
@@ -26,6 +28,11 @@ _EXTENSIONS: dict[str, str] = {
     ".pt": "torch",
     ".pth": "torch",
     ".torchscript": "torch",
+    # Booster.save_model files. A version folder holding another .json or .txt file beside
+    # the model must name its artifact in model.yaml.
+    ".json": "xgboost",
+    ".ubj": "xgboost",
+    ".txt": "lightgbm",
 }
 
 
