@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from . import _connection
 from . import errors
 from . import ops
 from . import predict
@@ -17,6 +18,7 @@ def init_app(app: Flask) -> None:
     ``after_request`` hooks registered here, once, so that adding it changes no route.
     """
     errors.init_app(app)
+    _connection.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(predict.bp)
     app.register_blueprint(v2.bp)
