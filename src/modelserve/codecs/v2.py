@@ -151,7 +151,7 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
             "(check binary_data_size and Inference-Header-Content-Length)"
         )
     binary_output = _flag(parameters, "binary_data_output", "parameters", False)
-    outputs = None
+    outputs: list[RequestOutput] | None = None
     raw_outputs = payload.get("outputs")
     if raw_outputs is not None:
         if not isinstance(raw_outputs, list):
