@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -165,3 +166,49 @@ def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "models"
     train_demo_models(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private ``redis-server`` on a free loopback port for the whole session (its URL).
+
+    Started here rather than expected on 6379, so the README's test command works on a fresh
+    machine and never touches a developer's own Redis. Missing binary: the tests fail (a skip
+    would hide them in CI), naming the package to install.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not installed; the cache tests need it: "
+            "sudo apt-get install redis-server",
+            pytrace=False,
+        )
+    import redis
+
+    workdir = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    log = workdir / "redis.log"
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args += ["--daemonize", "no", "--dir", str(workdir), "--logfile", str(log)]
+    proc = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    output = log.read_text() if log.exists() else ""
+                    pytest.fail(f"redis-server did not answer PING on port {port}:\n{output}")
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

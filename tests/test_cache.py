@@ -18,8 +18,6 @@ from modelserve.settings import ServerSettings
 
 from . import models
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
-
 
 def test_digest_is_canonical_over_the_validated_array() -> None:
     a = np.array([[1.0, 2.0]])
@@ -42,21 +40,21 @@ def test_local_cache_is_bounded_and_expires() -> None:
     assert cache.stats()["hits"] == 1 and cache.stats()["misses"] == 2
 
 
-def cached_app(tmp_path: Path, backend: str = "local", **spec: object) -> tuple[object, Path]:
-    models.write_model(
-        tmp_path, "iris", models.iris(), manifest={"cache": {"ttl_seconds": 60, **spec}}
-    )
+def cached_app(tmp_path: Path, backend: str, redis_url: str) -> tuple[object, Path]:
+    models.write_model(tmp_path, "iris", models.iris(), manifest={"cache": {"ttl_seconds": 60}})
     settings = ServerSettings(
-        profile="testing", model_path=tmp_path, cache_backend=backend, redis_url=REDIS_URL
+        profile="testing", model_path=tmp_path, cache_backend=backend, redis_url=redis_url
     )
     return create_app(settings), tmp_path
 
 
 @pytest.mark.parametrize("backend", ["local", "redis"])
-def test_hits_and_misses_are_counted_and_answers_equal(tmp_path: Path, backend: str) -> None:
+def test_hits_and_misses_are_counted_and_answers_equal(
+    tmp_path: Path, backend: str, redis_url: str
+) -> None:
     if backend == "redis":
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    app, _ = cached_app(tmp_path, backend)
+        redis.Redis.from_url(redis_url).flushdb()
+    app, _ = cached_app(tmp_path, backend, redis_url)
     client = app.test_client()  # type: ignore[attr-defined]
     trained = models.iris()
     row = models.features_of(trained, trained.x[77])
@@ -72,12 +70,12 @@ def test_hits_and_misses_are_counted_and_answers_equal(tmp_path: Path, backend: 
     assert (stats["hits"], stats["misses"]) == (1, 3)
 
 
-def test_redis_cache_is_shared_between_servers(tmp_path: Path) -> None:
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    app_a, root = cached_app(tmp_path, "redis")
+def test_redis_cache_is_shared_between_servers(tmp_path: Path, redis_url: str) -> None:
+    redis.Redis.from_url(redis_url).flushdb()
+    app_a, root = cached_app(tmp_path, "redis", redis_url)
     app_b = create_app(
         ServerSettings(
-            profile="testing", model_path=root, cache_backend="redis", redis_url=REDIS_URL
+            profile="testing", model_path=root, cache_backend="redis", redis_url=redis_url
         )
     )
     row = models.features_of(models.iris(), models.iris().x[10])
@@ -86,10 +84,10 @@ def test_redis_cache_is_shared_between_servers(tmp_path: Path) -> None:
     assert app_b.extensions["modelserve"].resolve("iris").cache.stats()["hits"] == 1
 
 
-def test_a_changed_artifact_never_hits_old_answers(tmp_path: Path) -> None:
+def test_a_changed_artifact_never_hits_old_answers(tmp_path: Path, redis_url: str) -> None:
     """Same name and version, different file: the key changes with the artifact's sha256."""
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    app_a, root = cached_app(tmp_path, "redis")
+    redis.Redis.from_url(redis_url).flushdb()
+    app_a, root = cached_app(tmp_path, "redis", redis_url)
     row = models.features_of(models.iris(), models.iris().x[10])
     app_a.test_client().post("/predict", json=row)  # type: ignore[attr-defined]
     trained = models.iris()
@@ -109,7 +107,7 @@ def test_a_changed_artifact_never_hits_old_answers(tmp_path: Path) -> None:
     )
     app_b = create_app(
         ServerSettings(
-            profile="testing", model_path=root, cache_backend="redis", redis_url=REDIS_URL
+            profile="testing", model_path=root, cache_backend="redis", redis_url=redis_url
         )
     )
     answer = app_b.test_client().post("/predict", json=row).json
@@ -139,8 +137,8 @@ def test_cache_is_off_unless_the_manifest_asks(repo: Path) -> None:
     assert app.test_client().get("/models/iris").json["cache"] is None
 
 
-def test_redis_cache_unit(tmp_path: Path) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
+def test_redis_cache_unit(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
     cache = RedisCache(f"t-{uuid.uuid4().hex}", ttl=0.3, client=client)
     cache.put("k", {"a": 1})
     assert cache.get("k") == {"a": 1}

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -176,6 +178,36 @@ def test_pixel_bomb_is_refused_before_decoding() -> None:
 def test_pillow_own_bomb_limit_is_also_a_413() -> None:
     with pytest.raises(PayloadTooLarge, match="MODELSERVE_MAX_IMAGE_PIXELS"):
         open_image(png_header_only(100_000, 100_000), 10**12)
+
+
+def test_pillow_bomb_warning_is_not_emitted_for_an_image_we_refuse(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    """Over Pillow's MAX_IMAGE_PIXELS (not twice over) Pillow only warns; we refuse with 413
+    naming the size, and the warning does not reach the log."""
+    side = 10_000
+    assert Image.MAX_IMAGE_PIXELS is not None
+    assert Image.MAX_IMAGE_PIXELS < side * side < 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(PayloadTooLarge, match="10000x10000 pixels"):
+        open_image(png_header_only(side, side), MAX)
+    assert not [w for w in recwarn.list if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_other_warnings_while_opening_still_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = Image.open
+
+    def noisy_open(*args: Any, **kwargs: Any) -> Image.Image:
+        warnings.warn("bomb", Image.DecompressionBombWarning, stacklevel=2)
+        warnings.warn("something else", UserWarning, stacklevel=2)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", noisy_open)
+    with pytest.warns(UserWarning, match="something else") as record:
+        open_image(encode(Image.new("L", (8, 8)), "PNG"), MAX).close()
+    assert [w.category for w in record.list] == [UserWarning]
+    # and the filter list is left as it was found
+    with pytest.raises(Image.DecompressionBombWarning):
+        warnings.warn("after", Image.DecompressionBombWarning, stacklevel=1)
 
 
 def test_batch_error_names_the_image() -> None:

@@ -145,3 +145,19 @@ def test_float64_answers_keep_every_digit() -> None:
     proba = np.array([[0.8500000238418579, 0.14999999105930328]])
     one = codec.encode_one({"predict": np.array([0]), "predict_proba": proba})
     assert one["probability"] == [0.8500000238418579, 0.14999999105930328]
+
+
+@pytest.mark.parametrize("allow_extra", [False, True])
+def test_a_batch_sent_to_the_one_instance_route_says_so(allow_extra: bool) -> None:
+    codec = SeedCodec(SIG, allow_extra=allow_extra, max_rows=1000)
+    with pytest.raises(InvalidInput, match="predict_batch") as info:
+        codec.decode_one({"instances": [{"a": 1.0, "b": 2.0, "n": 3}]})
+    assert info.value.details == [
+        {"path": "instances", "message": "is not a feature (a batch? use predict_batch)"}
+    ]
+
+
+def test_a_feature_named_instances_is_still_a_feature() -> None:
+    sig = Signature(features=(Feature("instances", "number"),), task="regression")
+    codec = SeedCodec(sig, allow_extra=False, max_rows=1000)
+    assert codec.decode_one({"instances": 2.0}).tolist() == [[2.0]]

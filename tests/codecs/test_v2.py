@@ -153,6 +153,9 @@ def test_binary_and_json_inputs_mix_in_order() -> None:
         ({"name": "t", "datatype": "FP32", "shape": [2]}, "no data"),
         ({"name": "t", "datatype": "FP32", "shape": [2, 2], "data": [[1, 2], [3]]}, "regular"),
         ({"datatype": "FP32", "shape": [1], "data": [1]}, "name"),
+        ({"name": "t", "datatype": ["FP32"], "shape": [1], "data": [1]}, "datatype"),
+        ({"name": "t", "datatype": "FP32", "shape": [True], "data": [1]}, "shape"),
+        ({"name": "t", "datatype": "FP32", "shape": [1], "parameters": []}, "object"),
     ],
 )
 def test_bad_tensors_are_invalid_input(tensor: dict[str, Any], message: str) -> None:
@@ -312,3 +315,71 @@ def test_client_request_and_response_halves_round_trip(binary: bool) -> None:
     np.testing.assert_array_equal(arrays["x"], x)
     assert arrays["x"].dtype == np.float32
     assert [v.decode() if isinstance(v, bytes) else v for v in arrays["s"]] == ["a", "bc"]
+
+
+@pytest.mark.parametrize("value", ["yes", "false", 1, 0, None, [True]])
+@pytest.mark.parametrize("where", ["request", "output"])
+def test_binary_flags_must_be_json_booleans(where: str, value: Any) -> None:
+    tensor = {"name": "t", "datatype": "FP32", "shape": [1], "data": [1]}
+    if where == "request":
+        body = _request(tensor, parameters={"binary_data_output": value})
+        path = "parameters.binary_data_output"
+    else:
+        body = _request(tensor, outputs=[{"name": "a", "parameters": {"binary_data": value}}])
+        path = "outputs[0].parameters.binary_data"
+    with pytest.raises(InvalidInput, match="must be true or false") as info:
+        decode_request(body)
+    assert info.value.details == [{"path": path, "message": "is not a boolean"}]
+
+
+@pytest.mark.parametrize("size", [True, False, -1, 4.0, "4", None])
+def test_binary_data_size_must_be_a_non_negative_integer(size: Any) -> None:
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "t",
+                    "datatype": "FP32",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": size},
+                }
+            ]
+        }
+    )
+    body = header + np.zeros(1, dtype=np.float32).tobytes()
+    if size is None:  # an explicit null is "no binary data": then the input has no data
+        with pytest.raises(InvalidInput, match="no data"):
+            decode_request(body, len(header))
+        return
+    with pytest.raises(InvalidInput, match="non-negative integer") as info:
+        decode_request(body, len(header))
+    assert info.value.details[0]["path"] == "inputs[0].parameters.binary_data_size"
+
+
+def test_an_output_requested_twice_is_invalid() -> None:
+    tensor = {"name": "t", "datatype": "FP32", "shape": [1], "data": [1]}
+    with pytest.raises(InvalidInput, match="twice"):
+        decode_request(_request(tensor, outputs=[{"name": "a"}, {"name": "a"}]))
+
+
+@pytest.mark.parametrize(
+    ("signature", "inputs"),
+    [
+        (IRIS, [_tensor("input", "FP64", np.zeros((0, 4)))]),
+        (IRIS, [_tensor(n, "FP64", np.zeros(0)) for n in "abcd"]),
+        (
+            Signature(
+                features=(),
+                task="regression",
+                kind="tensor",
+                tensor_inputs=(TensorSpec("x", "FP32", (-1, 3)),),
+                tensor_outputs=(TensorSpec("y", "FP32", (-1,)),),
+            ),
+            [_tensor("x", "FP32", np.zeros((0, 3), dtype=np.float32))],
+        ),
+    ],
+)
+def test_an_empty_batch_is_refused(signature: Signature, inputs: list[RequestInput]) -> None:
+    with pytest.raises(InvalidInput, match="no rows") as info:
+        V2Codec(signature).model_inputs(inputs)
+    assert info.value.details[0] == {"path": "inputs[0].shape", "message": "has 0 rows"}

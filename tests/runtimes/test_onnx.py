@@ -119,6 +119,54 @@ def test_onnx_tabular_model_on_the_seed_routes(onnx_iris_client: FlaskClient) ->
     assert [p["prediction"] for p in batch.json["predictions"]] == [0, 0, 0]
 
 
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        (
+            "/v2/models/iris-onnx/infer",
+            {"inputs": [{"name": "input", "datatype": "FP64", "shape": [0, 4], "data": []}]},
+        ),
+        (
+            "/v2/models/iris-onnx/infer",
+            {
+                "inputs": [
+                    {"name": n, "datatype": "FP64", "shape": [0], "data": []}
+                    for n in models.IRIS_FEATURES
+                ]
+            },
+        ),
+        ("/models/iris-onnx/predict_batch", {"instances": []}),
+    ],
+)
+def test_zero_rows_are_refused_before_the_session_runs(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], url: str, body: Any
+) -> None:
+    """An empty batch is a 400 from the codec; onnxruntime never sees it, so it logs nothing.
+
+    The graph is the one ``runtime: auto`` compiles (scaler + logistic regression, no
+    ZipMap): its ArrayFeatureExtractor prints an error line to stderr on zero rows.
+    """
+    from modelserve.runtimes.auto import convert
+    from modelserve.types import Feature
+    from modelserve.types import Signature
+
+    trained = models.iris()
+    signature = Signature(tuple(Feature(n) for n in models.IRIS_FEATURES), "classification")
+    vdir = tmp_path / "models" / "iris-onnx" / "1"
+    vdir.mkdir(parents=True)
+    (vdir / "model.onnx").write_bytes(convert(trained.model, trained.preprocessor, signature))
+    manifest = {"inputs": [{"name": n} for n in models.IRIS_FEATURES]}
+    (vdir.parent / "model.yaml").write_text(yaml.safe_dump(manifest))
+    client = create_app(ServerSettings(profile="testing", model_path=tmp_path / "models"))
+    capfd.readouterr()
+    response = client.test_client().post(url, json=body)
+    assert response.status_code == 400, response.json
+    assert "rows" in response.json["error"] or "empty" in response.json["error"]
+    assert response.json["details"]
+    captured = capfd.readouterr()
+    assert "onnxruntime" not in captured.err and "ArrayFeatureExtractor" not in captured.err
+
+
 def test_image_graph_signature_is_read_from_the_graph(tmp_path: Path) -> None:
     path = tmp_path / "tiny.onnx"
     save_onnx(TinyNet(), path, (1, 3, 16, 12))

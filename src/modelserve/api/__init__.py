@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..service import InferenceService
+from . import _connection
 from . import errors
 from . import ops
 from . import predict
@@ -22,6 +23,7 @@ def init_app(app: Flask, service: InferenceService) -> None:
     """
     app.extensions[EXTENSION_KEY] = Handlers.create(service)
     errors.init_app(app)
+    _connection.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(predict.bp)
     app.register_blueprint(v2.bp)

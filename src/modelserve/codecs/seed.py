@@ -50,6 +50,7 @@ class SeedCodec:
         self.object_validator = Validator(object_schema(signature, allow_extra))
         self.array_validator = Validator(array_schema(signature))
         names = signature.feature_names
+        self._feature_names = frozenset(names)
         self._n = len(names)
         getter = itemgetter(*names)
         # itemgetter of one key returns the bare value, not a 1-tuple.
@@ -73,6 +74,14 @@ class SeedCodec:
             checked = self._fast.one(payload, self._row_of)
             if checked is not None:
                 return checked
+        if "instances" in payload and "instances" not in self._feature_names:
+            # A batch sent to the single-instance route: say so, instead of listing every
+            # feature as missing (or, with allow_extra, nothing about instances at all).
+            raise InvalidInput(
+                'This route scores one object of named features; send {"instances": [...]} '
+                "to predict_batch",
+                [{"path": "instances", "message": "is not a feature (a batch? use predict_batch)"}],
+            )
         problems = self.object_validator.errors(payload)
         if problems:
             raise InvalidInput(_summary(problems), problems)

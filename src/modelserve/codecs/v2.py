@@ -150,8 +150,8 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
             f"The body has {len(rest) - offset} bytes of binary data that no input claims "
             "(check binary_data_size and Inference-Header-Content-Length)"
         )
-    binary_output = bool(parameters.get("binary_data_output", False))
-    outputs = None
+    binary_output = _flag(parameters, "binary_data_output", "parameters", False)
+    outputs: list[RequestOutput] | None = None
     raw_outputs = payload.get("outputs")
     if raw_outputs is not None:
         if not isinstance(raw_outputs, list):
@@ -160,9 +160,12 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
         for j, out in enumerate(raw_outputs):
             if not isinstance(out, dict) or not isinstance(out.get("name"), str):
                 raise InvalidInput(f"outputs[{j}] must be an object with a string name")
-            params = _parameters(out.get("parameters"), f"outputs[{j}].parameters")
+            if any(o.name == out["name"] for o in outputs):
+                raise InvalidInput(f"Output {out['name']!r} is requested twice")
+            where = f"outputs[{j}].parameters"
+            params = _parameters(out.get("parameters"), where)
             outputs.append(
-                RequestOutput(out["name"], bool(params.get("binary_data", binary_output)))
+                RequestOutput(out["name"], _flag(params, "binary_data", where, binary_output))
             )
     return InferenceRequest(request_id, parameters, inputs, outputs, binary_output)
 
@@ -175,6 +178,21 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _flag(parameters: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    """A boolean parameter, which must be a JSON ``true``/``false``.
+
+    ``bool(value)`` would read ``"no"`` or ``"false"`` as true and ``0`` as false; a client
+    that sends those has a bug, and guessing would silently change the response format.
+    """
+    value = parameters.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(
+            f"{where}.{key} must be true or false, got {value!r}",
+            [{"path": f"{where}.{key}", "message": "is not a boolean"}],
+        )
+    return value
+
+
 def _decode_input(raw: Any, index: int, binary: memoryview) -> tuple[RequestInput, int]:
     """Decode one input; return it and how many bytes of binary data it consumed."""
     if not isinstance(raw, dict):
@@ -183,7 +201,8 @@ def _decode_input(raw: Any, index: int, binary: memoryview) -> tuple[RequestInpu
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"inputs[{index}].name must be a non-empty string")
     datatype = raw.get("datatype")
-    if datatype not in DATATYPES:
+    # (a list or object is unhashable: test the type before the lookup)
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise InvalidInput(
             f"Input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}"
         )
@@ -194,10 +213,16 @@ def _decode_input(raw: Any, index: int, binary: memoryview) -> tuple[RequestInpu
         raise InvalidInput(f"Input {name!r}: shape must be a list of non-negative integers")
     shape = tuple(shape_raw)
     count = math.prod(shape)
-    parameters = _parameters(raw.get("parameters"), f"Input {name!r} parameters")
+    where = f"inputs[{index}].parameters"
+    parameters = _parameters(raw.get("parameters"), where)
     size = parameters.get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or size > len(binary):
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidInput(
+                f"Input {name!r}: binary_data_size must be a non-negative integer, got {size!r}",
+                [{"path": f"{where}.binary_data_size", "message": "is not a non-negative integer"}],
+            )
+        if size > len(binary):
             raise InvalidInput(
                 f"Input {name!r}: binary_data_size {size!r} does not fit the "
                 f"{len(binary)} bytes of binary data left in the body"
@@ -490,10 +515,23 @@ class V2Codec:
     def model_inputs(self, inputs: list[RequestInput]) -> TensorDict:
         """Turn request tensors into the runtime's inputs.
 
-        :raises InvalidInput: unknown or missing inputs, wrong datatypes or shapes.
+        An empty batch (zero rows: shape ``[0, ...]`` on the batch axis) is refused with a
+        400, as the seed routes refuse ``{"instances": []}``: runtimes disagree on it (sklearn
+        raises, onnxruntime logs an ``ArrayFeatureExtractor`` error line), and a request
+        without rows is a client bug, not a question with an empty answer.
+
+        :raises InvalidInput: unknown or missing inputs, wrong datatypes or shapes, no rows.
         """
         if self.tabular:
             table = self._tabular(inputs)
+            if table.shape[0] == 0:
+                raise InvalidInput(
+                    "The request has no rows (shape [0, ...]); send at least one",
+                    [
+                        {"path": f"inputs[{i}].shape", "message": "has 0 rows"}
+                        for i in range(len(inputs))
+                    ],
+                )
             if self.max_rows is not None and table.shape[0] > self.max_rows:
                 raise PayloadTooLarge(
                     f"{table.shape[0]} rows is more than the {self.max_rows} allowed per request "
@@ -575,7 +613,7 @@ class V2Codec:
 
     def _tensors(self, inputs: list[RequestInput]) -> TensorDict:
         out: TensorDict = {}
-        for tensor in inputs:
+        for i, tensor in enumerate(inputs):
             spec = self._input_specs.get(tensor.name)
             if spec is None:
                 raise InvalidInput(
@@ -592,6 +630,12 @@ class V2Codec:
                 raise InvalidInput(
                     f"Input {tensor.name!r} must have shape {list(spec.shape)} "
                     f"(-1: any), got {list(tensor.shape)}"
+                )
+            if spec.shape and spec.shape[0] == -1 and tensor.shape[0] == 0:
+                raise InvalidInput(
+                    f"Input {tensor.name!r} has no rows (shape {list(tensor.shape)}); "
+                    "send at least one",
+                    [{"path": f"inputs[{i}].shape", "message": "has 0 rows"}],
                 )
             out[tensor.name] = tensor.data
         missing = [name for name in self._input_specs if name not in out]

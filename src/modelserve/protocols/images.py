@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..codecs.encoded import decode_base64_image
+from ..codecs.encoded import decode_base64_images
 from ..codecs.seed import parse_json
 from ..errors import InvalidInput
 from ..errors import PayloadTooLarge
@@ -83,36 +83,7 @@ class ImageProtocol:
 
     def classify_base64(self, name: str | None, version: int | None, body: bytes) -> dict[str, Any]:
         """Classify ``{"image": "<base64 or data: URL>"}`` or ``{"images": [...]}``."""
-        return self.classify(name, version, decode_base64_payload(parse_json(body)))
-
-
-def decode_base64_payload(payload: Any) -> list[bytes]:
-    """The image files of ``{"image": ...}`` or ``{"images": [...]}``: exactly one of the two.
-
-    :raises InvalidInput: neither key, both keys, or items that are not base64 images.
-    """
-    if not isinstance(payload, dict) or ("image" in payload) == ("images" in payload):
-        both = isinstance(payload, dict) and "image" in payload
-        raise InvalidInput(
-            'Send either {"image": "<base64>"} or {"images": [...]}, not both'
-            if both
-            else 'Expected a JSON object {"image": "<base64>"} (or {"images": [...]})',
-            [
-                {
-                    "path": "images" if both else "image",
-                    "message": "is required" if not both else "cannot be given together with image",
-                }
-            ],
-        )
-    if "image" in payload:
-        return [decode_base64_image(payload["image"])]
-    items = payload["images"]
-    if not isinstance(items, list):
-        raise InvalidInput(
-            '"images" must be a list of base64 strings',
-            [{"path": "images", "message": "is not a list"}],
-        )
-    return [decode_base64_image(item, f"images[{i}]") for i, item in enumerate(items)]
+        return self.classify(name, version, decode_base64_images(parse_json(body)))
 
 
 def image_spec(sv: ServedVersion) -> ImageSpec:
