@@ -10,25 +10,40 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import Any
 
 from .errors import ModelServeError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .peers import WorkerGroup
+
 logger = logging.getLogger(__name__)
 
 
+#: How often a reloader in a group of workers looks at the group's change counter.
+GROUP_TICK = 0.05
+
+
 class Reloader:
-    """Call ``reload`` every ``interval`` seconds and whenever :meth:`request` is called.
+    """Call ``reload`` every ``interval`` seconds, whenever :meth:`request` is called, and
+    (in a group of workers) as soon as another worker changed the repository.
 
     :param reload: the rescan (``InferenceService.reload``); its errors are logged, never
         raised, so a bad repository state never stops the thread or the server.
     :param interval: seconds between scans; ``0`` scans only on request (SIGHUP, the API).
+    :param group: this worker's :class:`~modelserve.peers.WorkerGroup`: its change counter
+        is checked every :data:`GROUP_TICK` seconds, and each scan is acknowledged to it.
     """
 
-    def __init__(self, reload: Callable[[], Any], interval: float) -> None:
+    def __init__(
+        self, reload: Callable[[], Any], interval: float, group: WorkerGroup | None = None
+    ) -> None:
         self._reload = reload
         self.interval = interval
+        self.group = group
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,15 +74,34 @@ class Reloader:
         self._wake.set()
 
     def _run(self) -> None:
+        group = self.group
+        applied = group.generation() if group is not None else 0
+        next_poll = time.monotonic() + self.interval if self.interval else float("inf")
         while not self._stop.is_set():
-            self._wake.wait(self.interval or None)
+            if group is None:
+                self._wake.wait(self.interval or None)
+            else:
+                self._wake.wait(GROUP_TICK)
+            woken = self._wake.is_set()
             self._wake.clear()
             if self._stop.is_set():
                 break
-            try:
-                self._reload()
-            except ModelServeError as exc:
-                logger.error("repository rescan failed, still serving what was loaded: %s", exc)
-            except Exception:
-                logger.exception("repository rescan failed, still serving what was loaded")
-            self.scans += 1
+            # Read before the scan: acknowledging it then promises every change up to here.
+            seen = group.generation() if group is not None else 0
+            if not (woken or seen != applied or time.monotonic() >= next_poll):
+                continue
+            self._scan()
+            if group is not None:
+                group.acknowledge(seen)
+                applied = seen
+            if self.interval:
+                next_poll = time.monotonic() + self.interval
+
+    def _scan(self) -> None:
+        try:
+            self._reload()
+        except ModelServeError as exc:
+            logger.error("repository rescan failed, still serving what was loaded: %s", exc)
+        except Exception:
+            logger.exception("repository rescan failed, still serving what was loaded")
+        self.scans += 1
