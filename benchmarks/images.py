@@ -35,6 +35,7 @@ from benchmarks._timing import rate  # noqa: E402
 from modelserve.demo import train_demo_models  # noqa: E402
 from modelserve.demo_digits import load_split  # noqa: E402
 from modelserve.demo_digits import render_digit  # noqa: E402
+from modelserve.protocols.images import ImageProtocol  # noqa: E402
 from modelserve.service import InferenceService  # noqa: E402
 from modelserve.settings import ServerSettings  # noqa: E402
 
@@ -79,11 +80,12 @@ def in_process(models: Path, files: list[bytes], seconds: float) -> list[tuple[s
     os.sched_setaffinity(0, {int(SERVER_CPU)})
     service = InferenceService(ServerSettings(profile="testing", model_path=models))
     service.load()
+    images = ImageProtocol(service)
     rows: list[tuple[str, ...]] = []
     for name in MODELS:
         mv = service.resolve(name)
-        assert mv.runtime is not None and mv.signature is not None
-        transform = service.image_transform(mv)
+        transform = mv.images
+        assert transform is not None
         input_name = mv.signature.tensor_inputs[0].name
         for batch in (1, BATCH):
             x = transform.batch(files[:batch], 10**8)
@@ -100,7 +102,7 @@ def in_process(models: Path, files: list[bytes], seconds: float) -> list[tuple[s
             )
         for batch in (1, BATCH):
             blobs = files[:batch]
-            per_s = rate(partial(service.infer_images, mv, blobs), seconds)
+            per_s = rate(partial(images.infer, mv, blobs), seconds)
             rows.append(
                 (
                     name,

@@ -232,6 +232,7 @@ def in_process(prep: dict[str, Any], seconds: float) -> list[Result]:
     import joblib
     import onnxruntime as ort
 
+    from modelserve.protocols.seed import SeedProtocol
     from modelserve.service import InferenceService
     from modelserve.settings import ServerSettings
 
@@ -249,6 +250,7 @@ def in_process(prep: dict[str, Any], seconds: float) -> list[Result]:
         ServerSettings(profile="testing", model_path=prep["models"], log_level="WARNING")
     )
     service.load()
+    seed = SeedProtocol(service)
     row_body = prep["bodies"]["forest_row"].read_bytes()
     batch_body = prep["bodies"]["forest_batch100"].read_bytes()
     big32 = big.astype(np.float32)
@@ -257,11 +259,11 @@ def in_process(prep: dict[str, Any], seconds: float) -> list[Result]:
     out.append(Result("forest /predict", SKLEARN_IN_PROCESS, 1, r, r))
     r = rate(lambda: session.run(None, {name: row.astype(np.float32)}), seconds)
     out.append(Result("forest /predict", ONNX_IN_PROCESS, 1, r, r))
-    r = rate(lambda: service.predict_one("breast-cancer", None, row_body), seconds)
+    r = rate(lambda: seed.predict_one("breast-cancer", None, row_body), seconds)
     out.append(Result("forest /predict", "in-process modelserve service (no HTTP)", 1, r, r))
     r = rate(lambda: forest.predict_proba(batch), seconds)
     out.append(Result("forest /predict_batch 100", SKLEARN_IN_PROCESS, 1, r, r * 100))
-    r = rate(lambda: service.predict_batch("breast-cancer", None, batch_body), seconds)
+    r = rate(lambda: seed.predict_batch("breast-cancer", None, batch_body), seconds)
     out.append(
         Result(
             "forest /predict_batch 100", "in-process modelserve service (no HTTP)", 1, r, r * 100
@@ -281,17 +283,18 @@ def in_process(prep: dict[str, Any], seconds: float) -> list[Result]:
 def _in_process_images(service: Any, seconds: float) -> list[Result]:
     """Per image model: the forward pass alone, and decode + preprocess + forward (1 image)."""
     from benchmarks.images import png_files
+    from modelserve.protocols.images import ImageProtocol
 
     files = png_files(1)
+    images = ImageProtocol(service)
     out = []
     for model in IMAGE_MODELS:
-        mv = service.resolve(model)
-        transform = service.image_transform(mv)
-        input_name = mv.signature.tensor_inputs[0].name
-        x = transform.batch(files, 10**8)
-        r = rate(partial(mv.runtime.predict, {input_name: x}), seconds)
+        sv = service.resolve(model)
+        input_name = sv.signature.tensor_inputs[0].name
+        x = sv.images.batch(files, 10**8)
+        r = rate(partial(sv.runtime.predict, {input_name: x}), seconds)
         out.append(Result(_image_workload(model), "in-process forward pass", 1, r, r))
-        r = rate(partial(service.infer_images, mv, files), seconds)
+        r = rate(partial(images.infer, sv, files), seconds)
         out.append(
             Result(_image_workload(model), "in-process decode + preprocess + forward", 1, r, r)
         )
