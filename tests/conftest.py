@@ -115,7 +115,12 @@ class LiveServer:
     def stop(self) -> str:
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
             try:
-                os.killpg(self.proc.pid, sig)
+                # SIGTERM to the main process only, as Docker and Kubernetes send it (a granian
+                # worker that gets its own SIGTERM skips the drain: modelserve.workers).
+                if sig == signal.SIGTERM:
+                    os.kill(self.proc.pid, sig)
+                else:
+                    os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 break
             try:

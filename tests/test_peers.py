@@ -6,13 +6,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from modelserve.peers import WorkerGroup
 from modelserve.reload import Reloader
+
+from . import models
+from .conftest import LiveServer
 
 
 @pytest.fixture
@@ -74,3 +79,42 @@ def test_a_reloader_applies_another_workers_change_and_acknowledges_it(tmp_path:
     finally:
         reloader.stop()
         group.leave()
+
+
+def _fresh(url: str, method: str = "GET") -> requests.Response:
+    """One request on its own connection, so that successive ones spread over the workers."""
+    with requests.Session() as session:
+        return session.request(method, url, timeout=10, headers={"Connection": "close"})
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("server_name", ["granian", "gunicorn"])
+def test_load_and_unload_hold_in_every_worker_when_they_answer(
+    repo: Path, live_server: Callable[..., LiveServer], server_name: str
+) -> None:
+    """Found by fuzzing: right after unload answered, the other worker still served the
+    model; after a failed load, the other worker's index did not list it."""
+    server = live_server(
+        [str(repo), "--workers", "2", "--poll-interval", "0", "--server", server_name]
+    )
+    row = models.features_of(models.iris(), models.iris().x[0])
+    assert _fresh(server.url + "/v2/repository/models/iris/unload", "POST").status_code == 200
+    statuses = [
+        requests.post(
+            server.url + "/models/iris/predict",
+            json=row,
+            timeout=10,
+            headers={"Connection": "close"},
+        ).status_code
+        for _ in range(30)
+    ]
+    assert statuses == [404] * 30
+    # Reloading a model whose files are now broken: every worker lists it, with the reason.
+    (repo / "iris" / "1" / "model.joblib").write_bytes(b"not a model")
+    failed = _fresh(server.url + "/v2/repository/models/iris/load", "POST")
+    assert failed.status_code >= 400 and "sha256 mismatch" in failed.json()["error"]
+    for _ in range(30):
+        index = _fresh(server.url + "/v2/repository/index", "POST").json()
+        iris = [item for item in index if item["name"] == "iris"]
+        assert iris and all(item["state"] == "UNAVAILABLE" for item in iris), index
+        assert "sha256 mismatch" in iris[0]["reason"]

@@ -98,3 +98,65 @@ def test_model_threads_share_the_cpus_between_workers(repo: Path) -> None:
     create_app(ServerSettings(profile="testing", model_path=repo, model_threads=1))
     assert threads.model_threads() == 1
     assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+
+
+def test_settings_json_round_trip_keeps_every_field_type(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What granian's workers rebuild is what the server checked: Path, SecretStr, Literal,
+    float, int, bool and None survive, and no environment variable is read again."""
+    from modelserve.settings import settings_from_json
+    from modelserve.settings import settings_to_json
+
+    original = ServerSettings(
+        profile="testing",
+        secret_key="s3cret with spaces",  # type: ignore[arg-type]
+        model_path=tmp_path / "models",
+        preprocessor=None,
+        server="gunicorn",
+        poll_interval=0.25,
+        max_latency_ms=2.5,
+        graceful_timeout=7,
+        access_log=True,
+        log_level="DEBUG",
+    )
+    monkeypatch.setenv("MODELSERVE_PORT", "9999")  # must not leak into the rebuilt copy
+    rebuilt = settings_from_json(settings_to_json(original), ServerSettings)
+    assert rebuilt == original
+    assert rebuilt.secret_key.get_secret_value() == "s3cret with spaces"
+    assert isinstance(rebuilt.model_path, Path) and rebuilt.preprocessor is None
+    assert rebuilt.port == 8000 and rebuilt.debug is False
+
+
+def test_settings_json_round_trip_keeps_lists_and_mappings() -> None:
+    """No setting holds a list or a mapping yet; the hand-off must not break when one does
+    (one ``str(value)`` variable per field would)."""
+    from pydantic import Field
+
+    from modelserve.settings import settings_from_json
+    from modelserve.settings import settings_to_json
+
+    class WithContainers(ServerSettings):
+        origins: list[str] = Field(default_factory=list)
+        weights: dict[str, float] = Field(default_factory=dict)
+
+    original = WithContainers(
+        profile="testing",
+        origins=["https://a.example", "b, with comma"],
+        weights={"x": 0.5, "y": 2.0},
+        secret_key="k",  # type: ignore[arg-type]
+    )
+    rebuilt = settings_from_json(settings_to_json(original), WithContainers)
+    assert rebuilt.origins == ["https://a.example", "b, with comma"]
+    assert rebuilt.weights == {"x": 0.5, "y": 2.0}
+    assert rebuilt.secret_key.get_secret_value() == "k"
+    assert rebuilt == original
+
+
+def test_graceful_timeout_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().graceful_timeout == 30
+    monkeypatch.setenv("MODELSERVE_GRACEFUL_TIMEOUT", "5")
+    assert load_settings().graceful_timeout == 5
+    monkeypatch.setenv("MODELSERVE_GRACEFUL_TIMEOUT", "0")
+    with pytest.raises(ConfigError, match="MODELSERVE_GRACEFUL_TIMEOUT"):
+        load_settings()

@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from typing import TypeAlias
 
 from .repository import FailedVersion
 from .service import InferenceService
 
 logger = logging.getLogger(__name__)
+
+#: Called after a change; whatever it returns is ignored.
+Listener: TypeAlias = Callable[[], object]
 
 
 class RepositoryAdmin:
@@ -25,9 +29,9 @@ class RepositoryAdmin:
 
     def __init__(self, service: InferenceService) -> None:
         self._service = service
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Listener] = []
 
-    def on_change(self, listener: Callable[[], None]) -> None:
+    def on_change(self, listener: Listener) -> None:
         """Call ``listener()`` after every load or unload made through this object."""
         self._listeners.append(listener)
 

@@ -36,14 +36,21 @@ class Reloader:
     :param interval: seconds between scans; ``0`` scans only on request (SIGHUP, the API).
     :param group: this worker's :class:`~modelserve.peers.WorkerGroup`: its change counter
         is checked every :data:`GROUP_TICK` seconds, and each scan is acknowledged to it.
+    :param applied: the group generation the loaded models already reflect (read before
+        they loaded); default: the generation when the thread starts.
     """
 
     def __init__(
-        self, reload: Callable[[], Any], interval: float, group: WorkerGroup | None = None
+        self,
+        reload: Callable[[], Any],
+        interval: float,
+        group: WorkerGroup | None = None,
+        applied: int | None = None,
     ) -> None:
         self._reload = reload
         self.interval = interval
         self.group = group
+        self._applied = applied
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -75,7 +82,9 @@ class Reloader:
 
     def _run(self) -> None:
         group = self.group
-        applied = group.generation() if group is not None else 0
+        applied = self._applied if self._applied is not None else 0
+        if group is not None and self._applied is None:
+            applied = group.generation()
         next_poll = time.monotonic() + self.interval if self.interval else float("inf")
         while not self._stop.is_set():
             if group is None:

@@ -1,35 +1,59 @@
-"""Run the app under a production WSGI server (gunicorn) or Flask's development server.
+"""Run the app under a production WSGI server (granian or gunicorn) or Flask's development server.
 
-Workers build their own app (``create_app``) after the fork: model libraries with native
-thread pools (onnxruntime, torch, OpenMP) must not be initialised in a parent that forks.
-The master first verifies manifests and hashes, so a bad artifact stops the start with a
-clear message instead of a crash loop of workers.
+The process model (what runs in the main process, what in each worker, which hooks each
+server gives and how a graceful stop works) is described once, in :mod:`modelserve.workers`.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
+from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
+from . import workers
 from .errors import ModelServeError
 from .repository import ModelRepository
+from .settings import SETTINGS_JSON_ENV
 from .settings import ServerSettings
+from .settings import settings_from_json
+from .settings import settings_to_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
 
+    from .peers import WorkerGroup
+
 logger = logging.getLogger(__name__)
 
 #: gunicorn's exit status for "worker failed to boot": the master stops instead of respawning.
+#: The granian main process exits with it too when one of its workers failed to boot.
 _WORKER_BOOT_ERROR = 3
+
+#: Where a granian worker that failed to boot leaves its message for the main process.
+_BOOT_FAILURE_ENV = "MODELSERVE_BOOT_FAILURE_FILE"
+
+#: Seconds granian waits between starting a replacement worker and stopping the old one on a
+#: SIGHUP reload: the old one keeps serving while the new one loads its models.
+_RESPAWN_INTERVAL = 3.5
+
+#: gunicorn's request-line and header limits, chosen so that what granian (hyper) accepts,
+#: gunicorn accepts too, and the app answers with its JSON errors (see README,
+#: "Server-level limits"). gunicorn cannot go past 32768 header fields.
+GUNICORN_LIMITS: dict[str, int] = {
+    "limit_request_line": 0,  # no limit of its own (its fast parser stops at 1 MiB)
+    "limit_request_fields": 100,
+    "limit_request_field_size": 65536,
+}
 
 
 def preflight(settings: ServerSettings) -> list[str]:
@@ -52,33 +76,75 @@ def gunicorn_options(settings: ServerSettings) -> dict[str, Any]:
         "threads": settings.threads,
         "worker_class": "gthread" if settings.threads > 1 else "sync",
         "timeout": settings.timeout,
-        "graceful_timeout": settings.timeout,
+        "graceful_timeout": settings.graceful_timeout,
         "keepalive": settings.keepalive,
         "loglevel": settings.log_level.lower(),
         "errorlog": "-",
         "proc_name": "modelserve",
+        **GUNICORN_LIMITS,
     }
     if settings.access_log:
         options["accesslog"] = "-"
     return options
 
 
-def watch_repository(app: Flask, settings: ServerSettings, in_worker: bool) -> None:
-    """Start hot reload in this process: polling, SIGHUP, and (under gunicorn) telling the
-    master to fan a change made through the load/unload API out to the other workers."""
+def watch_repository(
+    app: Flask, settings: ServerSettings, group: WorkerGroup | None, applied: int = 0
+) -> None:
+    """Start hot reload in this process: polling, SIGHUP, and (in a group of workers) the
+    other workers' load/unload changes, which the load/unload API then waits for.
+
+    The reloader stops with the worker (:func:`modelserve.workers.on_worker_stop`).
+
+    :param group: this worker's membership of its server's workers; ``None`` for a lone
+        process (the development server).
+    :param applied: the group's generation this worker's models already reflect.
+    """
     from .api._handlers import EXTENSION_KEY
     from .api._handlers import Handlers
     from .reload import Reloader
 
     handlers: Handlers = app.extensions[EXTENSION_KEY]
-    reloader = Reloader(handlers.service.reload, settings.poll_interval)
+    reloader = Reloader(handlers.service.reload, settings.poll_interval, group, applied)
     if threading.current_thread() is threading.main_thread():
         reloader.install_sighup()  # only the main thread may install signal handlers
     reloader.start()
+    workers.on_worker_stop(reloader.stop)
     app.extensions["modelserve.reloader"] = reloader
-    if in_worker:
-        master = os.getppid()
-        handlers.admin.on_change(lambda: os.kill(master, signal.SIGHUP))
+    if group is not None:
+        timeout = float(settings.timeout)
+        handlers.admin.on_change(lambda: group.announce(timeout))
+        workers.on_worker_stop(group.leave)
+
+
+def _gunicorn_worker_class(threads: int) -> type[Any]:
+    """gunicorn's gthread (or sync) worker whose SIGTERM starts a drain first.
+
+    gunicorn's own SIGTERM handling stops accepting at once: connections still queued in the
+    kernel are then reset. This one marks the worker as draining (readiness 503), keeps
+    serving for :data:`~modelserve.workers.DRAIN_SECONDS`, then runs gunicorn's graceful stop.
+    """
+    from gunicorn.workers.gthread import ThreadWorker
+    from gunicorn.workers.sync import SyncWorker
+
+    base: type[Any] = ThreadWorker if threads > 1 else SyncWorker
+
+    class DrainingWorker(base):  # type: ignore[misc]
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if workers.draining():
+                return  # the arbiter forwards the SIGTERM it got: one drain is enough
+            workers.begin_draining()
+            stop = super().handle_exit
+            timer = threading.Timer(workers.DRAIN_SECONDS, self._stop_after_drain, (stop, sig))
+            timer.daemon = True
+            timer.start()
+
+        def _stop_after_drain(self, stop: Callable[[int, Any], None], sig: int) -> None:
+            stop(sig, None)
+            # The sync worker sleeps in select() for up to half the timeout: wake it now.
+            os.write(self.PIPE[1], b".")
+
+    return DrainingWorker
 
 
 def run_gunicorn(settings: ServerSettings) -> None:
@@ -102,12 +168,18 @@ def run_gunicorn(settings: ServerSettings) -> None:
         def load_config(self) -> None:
             for key, value in gunicorn_options(settings).items():
                 self.cfg.set(key, value)
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25
+                # One fixed path per user: two servers on a host would take each other's.
+                self.cfg.set("control_socket_disable", True)
+            self.cfg.set("worker_class", _gunicorn_worker_class(settings.threads))
+            self.cfg.set("post_worker_init", lambda worker: workers.run_worker_start())
+            self.cfg.set("worker_exit", lambda server, worker: workers.run_worker_stop())
 
         def load(self) -> Any:
             # gunicorn resets SIGHUP to "terminate" in a new worker; a SIGHUP fanned out while
             # this worker loads its models must not kill it (it loads the latest state anyway).
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            return worker_app(settings, in_worker=True)
+            return worker_app(settings)
 
         def run(self) -> None:
             try:
@@ -135,63 +207,137 @@ def _with_state_file(settings: ServerSettings) -> tuple[ServerSettings, str | No
 
 
 def granian_app() -> Any:
-    """Granian's app factory: each worker rebuilds settings from the environment.
+    """Granian's app factory, called in each worker: build the app, then start the worker.
 
-    Hot reload runs in every worker by polling; a load/unload through the API reaches the
-    other workers at their next poll (through the shared state file). SIGHUP to granian's
-    main process is granian's own: it restarts the workers, which load the latest state.
+    Settings come from ``MODELSERVE_SETTINGS_JSON`` (written by :func:`run_granian`), or
+    from the environment when granian was started by hand. Hot reload runs in every worker
+    by polling; a load/unload through the API reaches the other workers at their next poll
+    (through the shared state file). SIGHUP to granian's main process is granian's own: it
+    restarts the workers, which load the latest state.
     """
     from .settings import load_settings
 
-    return worker_app(load_settings(), in_worker=False)
+    text = os.environ.get(SETTINGS_JSON_ENV)
+    settings = settings_from_json(text, ServerSettings) if text else load_settings()
+    app = worker_app(settings, boot_failure_file=os.environ.get(_BOOT_FAILURE_ENV))
+    # The main process sends SIGUSR1 when it got SIGTERM (granian keeps SIGTERM for itself).
+    signal.signal(signal.SIGUSR1, lambda signum, frame: workers.begin_draining())
+    # Run by multiprocessing's exit function once granian's serve loop returned (every
+    # connection finished); atexit would not run in a forked multiprocessing child.
+    Finalize(None, workers.run_worker_stop, exitpriority=10)
+    workers.run_worker_start()
+    return app
 
 
-def worker_app(settings: ServerSettings, in_worker: bool) -> Flask:
+def worker_app(settings: ServerSettings, boot_failure_file: str | None = None) -> Flask:
     """Build a server worker's app and start its hot reload; a worker that cannot load
-    exits with the status that makes the master stop, after one clean line in the log."""
-    from .app import create_app
+    exits with the status that makes the master stop, after one clean line in the log.
 
+    :param boot_failure_file: granian only: where to leave the message for the main process,
+        which this worker then asks to stop (granian would respawn it otherwise).
+    """
+    from .app import create_app
+    from .peers import WorkerGroup
+
+    group = WorkerGroup(settings.state_file.parent) if settings.state_file is not None else None
+    # Read before loading: acknowledged once the app exists, so a change made meanwhile is
+    # seen as not yet applied and this worker's reloader picks it up.
+    seen = group.generation() if group is not None else 0
     try:
         app = create_app(settings)
-    except ModelServeError as exc:
-        sys.stderr.write(f"modelserve: {exc.message}\n")
+    except Exception as exc:
+        if isinstance(exc, ModelServeError):
+            message = exc.message
+        else:
+            logger.exception("worker failed to boot")
+            message = f"worker failed to boot: {type(exc).__name__}: {exc}"
+        sys.stderr.write(f"modelserve: {message}\n")
+        if boot_failure_file is not None:
+            Path(boot_failure_file).write_text(message, encoding="utf-8")
+            os.kill(os.getppid(), signal.SIGTERM)
         sys.exit(_WORKER_BOOT_ERROR)
-    watch_repository(app, settings, in_worker=in_worker)
+    if group is not None:
+        group.acknowledge(seen)
+    watch_repository(app, settings, group, seen)
     return app
+
+
+def granian_options(settings: ServerSettings) -> dict[str, Any]:
+    """The granian settings modelserve uses (WSGI calls run on ``threads`` blocking threads)."""
+    return {
+        "factory": True,
+        "websockets": False,
+        "address": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "blocking_threads": settings.threads,
+        "backpressure": max(settings.threads, settings.max_queue),
+        "log_level": settings.log_level.lower(),
+        "log_access": settings.access_log,
+        # A worker that dies (SIGKILL, a crash) is replaced; one that fails to boot stops
+        # the server instead (worker_app), as under gunicorn.
+        "respawn_failed_workers": True,
+        "respawn_interval": _RESPAWN_INTERVAL,
+        # The drain runs before granian's stop: together they stay within graceful_timeout.
+        "workers_kill_timeout": max(1, int(settings.graceful_timeout - workers.DRAIN_SECONDS)),
+    }
 
 
 def run_granian(settings: ServerSettings) -> None:
     """Serve with granian's WSGI interface (blocks until it stops).
 
     WSGI calls run on granian's blocking threads (``threads`` of them per worker); the HTTP
-    parsing and I/O happen in Rust, off the GIL.
+    parsing and I/O happen in Rust, off the GIL. SIGTERM (or SIGINT) to the main process
+    drains first (:mod:`modelserve.workers`), then runs granian's graceful stop.
     """
-
     from granian import Granian
     from granian.constants import Interfaces
 
-    from .settings import settings_env
-
     settings, state_dir = _with_state_file(settings)
-    os.environ.update(settings_env(settings))
+    run_dir = tempfile.mkdtemp(prefix="modelserve-run-")
+    boot_failure = Path(run_dir) / "boot-failure.txt"
+    os.environ[SETTINGS_JSON_ENV] = settings_to_json(settings)
+    os.environ[_BOOT_FAILURE_ENV] = str(boot_failure)
     server = Granian(
-        "modelserve.server:granian_app",
-        factory=True,
-        interface=Interfaces.WSGI,
-        websockets=False,
-        address=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        blocking_threads=settings.threads,
-        backpressure=max(settings.threads, settings.max_queue),
-        log_level=settings.log_level.lower(),  # type: ignore[arg-type]
-        log_access=settings.access_log,
+        "modelserve.server:granian_app", interface=Interfaces.WSGI, **granian_options(settings)
     )
+
+    def stop_now() -> None:
+        server.signal_handler_interrupt()  # type: ignore[no-untyped-call]
+
+    def drain_then_stop(signum: int, frame: Any) -> None:
+        if boot_failure.exists() or workers.draining():
+            stop_now()  # a worker failed to boot, or a second signal
+            return
+        workers.begin_draining()
+        for child in multiprocessing.active_children():
+            if child.pid is not None:
+                os.kill(child.pid, signal.SIGUSR1)
+        timer = threading.Timer(workers.DRAIN_SECONDS, stop_now)
+        timer.daemon = True
+        timer.start()
+
+    @server.on_startup
+    def install_drain() -> None:
+        # Runs after granian installed its own handlers, before it forks the workers; they
+        # inherit SIGUSR1 ignored until their factory installs the drain handler.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, drain_then_stop)
+        signal.signal(signal.SIGINT, drain_then_stop)
+
     try:
         server.serve()
+    except SystemExit:
+        if not boot_failure.exists():
+            raise
     finally:
         if state_dir is not None:
             shutil.rmtree(state_dir, ignore_errors=True)
+        failed = boot_failure.read_text(encoding="utf-8") if boot_failure.exists() else None
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if failed is not None:
+        sys.stderr.write(f"\nError: a worker failed to boot, server stopped: {failed}\n\n")
+        sys.exit(_WORKER_BOOT_ERROR)
 
 
 def run_development(settings: ServerSettings) -> None:
@@ -200,5 +346,5 @@ def run_development(settings: ServerSettings) -> None:
 
     app = create_app(settings)
     if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child serves
-        watch_repository(app, settings, in_worker=False)
+        watch_repository(app, settings, None)
     app.run(host=settings.host, port=settings.port, debug=settings.debug, use_reloader=True)

@@ -6,11 +6,13 @@ variables, the settings file named by ``MODELSERVE_SETTINGS_FILE`` (TOML or YAML
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 from typing import Literal
+from typing import TypeVar
 
 import yaml
 from pydantic import Field
@@ -137,6 +139,10 @@ class ServerSettings(BaseSettings):
     timeout: int = Field(default=30, ge=1)
     """Seconds a worker may spend on one request before it is restarted."""
 
+    graceful_timeout: int = Field(default=30, ge=1)
+    """Seconds a stopping server (SIGTERM) gives the requests it accepted to finish; workers
+    still running then are killed. Readiness answers 503 from the signal on."""
+
     model_threads: int | None = Field(default=None, ge=1)
     """Threads one model call may use (BLAS, OpenMP, onnxruntime, torch). Default: the CPUs
     divided by ``workers``, so the workers together never oversubscribe the cores."""
@@ -211,21 +217,32 @@ class ServerSettings(BaseSettings):
             )
 
 
-def settings_env(settings: ServerSettings) -> dict[str, str]:
-    """The ``MODELSERVE_*`` variables that rebuild ``settings`` in another process.
+#: The variable that hands a server's settings to workers that start by importing a target.
+SETTINGS_JSON_ENV = "MODELSERVE_SETTINGS_JSON"
 
-    Servers that start workers by importing a target (granian) hand settings over this way.
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+def settings_to_json(settings: BaseSettings) -> str:
+    """Serialise ``settings`` losslessly, secrets revealed, for :func:`settings_from_json`.
+
+    granian's workers build their app by importing a target, so they cannot inherit the
+    settings object; one JSON document carries every field type (lists and mappings too),
+    where one ``str(value)`` variable per field would not. Secrets are revealed where they are
+    fields of their own (``SecretStr``), which is the only way settings hold them.
     """
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        env[f"MODELSERVE_{name.upper()}"] = str(value)
-    return env
+    data = settings.model_dump(mode="json")
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):  # model_dump masks secrets as "**********"
+            data[name] = value.get_secret_value()
+    return json.dumps(data)
+
+
+def settings_from_json(text: str, cls: type[_S]) -> _S:
+    """Rebuild the settings :func:`settings_to_json` wrote, as they were: no environment
+    variable or settings file is read again, so the worker serves what the server checked."""
+    return cls.model_validate(json.loads(text))
 
 
 def load_settings(**overrides: Any) -> ServerSettings:

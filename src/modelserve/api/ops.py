@@ -6,6 +6,7 @@ from flask import Blueprint
 from flask import Response
 
 from .. import __version__
+from .. import workers
 from ._handlers import get_handlers
 from ._json import json_response
 
@@ -41,6 +42,8 @@ def index() -> Response:
 def health() -> Response:
     """200 when every model has a loaded version, else 503 (load balancers stop routing)."""
     body, ready = get_handlers().listing.health()
+    if workers.draining():  # stopping (SIGTERM): take this worker out of rotation
+        body, ready = {**body, "status": "draining"}, False
     return json_response(body, 200 if ready else 503)
 
 

@@ -10,6 +10,7 @@ from flask import current_app
 from flask import request
 
 from .. import __version__
+from .. import workers
 from ..codecs.v2 import EXTENSIONS
 from ..errors import InvalidInput
 from ..errors import PayloadTooLarge
@@ -43,6 +44,9 @@ def live() -> Response:
 
 @bp.get("/health/ready")
 def ready() -> Response:
+    # A stopping worker (SIGTERM) is not ready: 503, not the protocol's 400 for "not yet".
+    if workers.draining():
+        return json_response({"ready": False}, 503)
     return _flag(get_handlers().v2.server_ready(), {})
 
 

@@ -1,0 +1,155 @@
+"""The process model of both production servers, and the one registry of per-worker start/stop.
+
+**The main process** (gunicorn's arbiter, granian's main process) reads the settings once,
+runs the preflight (:func:`modelserve.server.preflight`: settings, manifests and sha256 pins,
+so a bad artifact stops the start with one clear message) and forks the workers. It never
+builds the app and never imports a model library: onnxruntime, torch and OpenMP start native
+thread pools that do not survive a fork.
+
+**Each worker**, after the fork, builds its own app (``create_app``: the model libraries, the
+models, the batcher threads of the models that batch), then starts its hot-reload thread, and
+then runs :func:`run_worker_start`. When it stops gracefully it runs :func:`run_worker_stop`
+(the reloader is stopped there); batcher threads are daemons and end with the process, after
+the requests that use them have been answered.
+
+What each server offers, and what modelserve uses:
+
+* **gunicorn** forks workers from the arbiter and has per-worker hooks: ``post_worker_init``
+  (the app is loaded) runs :func:`run_worker_start`; ``worker_exit`` (in the worker, after
+  its loop ended) runs :func:`run_worker_stop`. The settings object is inherited through the
+  fork. A worker that fails to boot exits with status 3 and the arbiter stops the server.
+  A worker that dies later (SIGKILL, a crash) is replaced by the arbiter.
+* **granian** also forks (``multiprocessing``'s default start method on Linux, ``spawn``
+  elsewhere), but its hooks (``on_startup``, ``on_reload``, ``on_shutdown``) run in the main
+  process only, and a worker builds its app by calling the factory
+  ``modelserve.server:granian_app``: the settings travel as one JSON document in
+  ``MODELSERVE_SETTINGS_JSON``. The factory runs :func:`run_worker_start` once the app is
+  built. granian has no per-worker exit hook, and ``atexit`` does not run in a forked
+  ``multiprocessing`` child (it leaves through ``os._exit``); what does run there after the
+  worker's serve loop returned is ``multiprocessing``'s own exit function, so the factory
+  registers :func:`run_worker_stop` as a ``multiprocessing.util.Finalize``. granian's worker
+  returns from its serve loop only after every open connection finished. With
+  ``respawn_failed_workers`` a dead worker is replaced; a worker that fails to *boot* tells
+  the main process to stop (granian's own crash-loop guard only sees deaths within 5.5 s
+  of a respawn, and a model can take longer than that to fail).
+
+**Graceful stop (SIGTERM).** Readiness (``/health``, ``/v2/health/ready``) answers 503 from
+the signal on (:func:`draining`); for :data:`DRAIN_SECONDS` the worker still accepts and
+answers everything, so the connections and requests already queued in the kernel when the
+signal came are served rather than reset; then the server's own graceful stop runs (no new
+connections, requests in flight finish, ``Connection: close``) and workers still alive after
+``graceful_timeout`` are killed. gunicorn's worker gets SIGTERM from the arbiter (or from
+anyone) and starts the drain itself. granian's workers install their own SIGTERM handler
+that stops accepting at once, so the drain is run by the main process: on SIGTERM it sends
+SIGUSR1 to its workers (they begin draining), and calls granian's stop after the drain.
+Under granian, send SIGTERM to the main process only (as ``docker stop`` and Kubernetes do;
+systemd: ``KillMode=mixed``): a SIGTERM sent to a granian worker stops it without a drain,
+and when the whole process group gets it (``kill -- -PGID``) the workers are seen to hang
+until granian kills them after ``graceful_timeout`` (not yet understood).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a stopping worker keeps accepting and answering (while readiness already says
+#: 503) before the server stops accepting: long enough to take in what the kernel had queued
+#: when the signal came, short enough that a stop stays quick.
+DRAIN_SECONDS = 1.0
+
+_Hook = TypeVar("_Hook", bound=Callable[[], object])
+
+
+class WorkerHooks:
+    """Callbacks run once when a worker starts serving and once when it stops."""
+
+    def __init__(self) -> None:
+        self._start: list[Callable[[], object]] = []
+        self._stop: list[Callable[[], object]] = []
+        self._started = False
+        self._stopped = False
+        self._lock = threading.Lock()
+        self._draining = threading.Event()
+
+    def on_start(self, fn: _Hook) -> _Hook:
+        """Register ``fn`` to run when the worker starts serving; usable as a decorator."""
+        self._start.append(fn)
+        return fn
+
+    def on_stop(self, fn: _Hook) -> _Hook:
+        """Register ``fn`` to run when the worker stops; stop callbacks run newest first."""
+        self._stop.append(fn)
+        return fn
+
+    def run_start(self) -> None:
+        """Run the start callbacks, in registration order, the first time only."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            callbacks = list(self._start)
+        _run_each(callbacks, "start")
+
+    def run_stop(self) -> None:
+        """Run the stop callbacks, newest first, the first time only."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            callbacks = list(reversed(self._stop))
+        _run_each(callbacks, "stop")
+
+    def begin_draining(self) -> None:
+        """Mark this worker as stopping: readiness answers 503 from now on."""
+        self._draining.set()
+
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+
+def _run_each(callbacks: list[Callable[[], object]], phase: str) -> None:
+    # One failing callback must neither stop the others nor the worker: log it and go on.
+    for fn in callbacks:
+        try:
+            fn()
+        except Exception:
+            logger.exception("worker %s callback %r failed", phase, fn)
+
+
+#: The hooks of this process (each worker has its own after the fork).
+hooks = WorkerHooks()
+
+
+def on_worker_start(fn: _Hook) -> _Hook:
+    """Register ``fn`` to run in each worker once its app is built (decorator-friendly)."""
+    return hooks.on_start(fn)
+
+
+def on_worker_stop(fn: _Hook) -> _Hook:
+    """Register ``fn`` to run in each worker when it stops gracefully (decorator-friendly)."""
+    return hooks.on_stop(fn)
+
+
+def run_worker_start() -> None:
+    """Run this worker's start callbacks (once; the servers call it, not the app)."""
+    hooks.run_start()
+
+
+def run_worker_stop() -> None:
+    """Run this worker's stop callbacks newest first (once; exceptions are logged)."""
+    hooks.run_stop()
+
+
+def begin_draining() -> None:
+    """Mark this worker as stopping (its SIGTERM path calls this)."""
+    hooks.begin_draining()
+
+
+def draining() -> bool:
+    """Whether this worker is stopping: readiness routes answer 503 when it is."""
+    return hooks.draining()
