@@ -144,18 +144,24 @@ def log_scale(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
-#: ``sepal_length`` value that makes :func:`slow_on_marker` take :data:`SLOW_SECONDS`.
+#: ``sepal_length`` value that makes :func:`slow_on_marker` wait for its gate.
 SLOW_MARKER = 42.0
-SLOW_SECONDS = 3.0
+#: Environment variable naming the gate file (set on the server a test starts).
+SLOW_GATE_ENV = "MODELSERVE_TEST_GATE"
 
 
 def slow_on_marker(x: np.ndarray) -> np.ndarray:
-    """A transform that takes a while for rows flagged with :data:`SLOW_MARKER`, so a test
-    can hold a request in flight while the server swaps versions."""
+    """A transform that holds rows flagged with :data:`SLOW_MARKER` while the file named by
+    :data:`SLOW_GATE_ENV` exists (30 s at most), so a test can keep a request in flight for as
+    long as it needs, whatever the machine's load."""
     if (x[:, 0] == SLOW_MARKER).any():
+        import os
         import time
 
-        time.sleep(SLOW_SECONDS)
+        gate = os.environ.get(SLOW_GATE_ENV)
+        deadline = time.monotonic() + 30
+        while gate and os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.01)
     return x
 
 

@@ -1,0 +1,98 @@
+"""A/B: the same forest ``/predict`` load against two checkouts of modelserve, interleaved.
+
+A refactor must not cost throughput; comparing with numbers recorded on another day (another
+machine load) cannot show that. This runs both checkouts in one session, alternating A, B, A,
+B so that background load hits both alike, with the server pinned to core 0 and wrk to core 1,
+every run bounded and on loopback.
+
+    python -m benchmarks.ab /path/to/old/checkout [--rounds 3] [--duration 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.run import ROOT
+from benchmarks.run import Server
+from benchmarks.run import wrk
+
+
+def _bodies(models: Path, folder: Path) -> Path:
+    """The forest row the benchmark uses (breast cancer row 7, named features)."""
+    import yaml
+    from sklearn.datasets import load_breast_cancer
+
+    manifest = yaml.safe_load((models / "breast-cancer" / "model.yaml").read_text())
+    names = [f["name"] for f in manifest["inputs"]]
+    row = dict(zip(names, load_breast_cancer().data[7].tolist(), strict=True))
+    path = folder / "forest_row.json"
+    path.write_text(json.dumps(row))
+    return path
+
+
+def _server(checkout: Path, models: Path, server: str) -> Server:
+    return Server(
+        f"modelserve@{checkout.name}",
+        [sys.executable, "-m", "modelserve", "serve", str(models), "--port", "{port}"]
+        + ["--server", server, "--default-model", "breast-cancer", "--poll-interval", "0"],
+        {"PYTHONPATH": str(checkout / "src"), "MODELSERVE_LOG_LEVEL": "WARNING"},
+        "/health",
+        ready_status=200,
+        start_timeout=120,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("baseline", type=Path, help="the other checkout (its src/ is used)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--server", choices=["granian", "gunicorn"], default="granian")
+    parser.add_argument("--connections", type=int, nargs="+", default=[64, 1])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    sys.path.insert(0, str(ROOT / "src"))
+    from modelserve.demo import train_breast_cancer
+
+    work = Path(tempfile.mkdtemp(prefix="modelserve-ab-"))
+    try:
+        models = work / "models"
+        train_breast_cancer(models)
+        body = _bodies(models, work)
+        checkouts = {"A (baseline)": args.baseline.resolve(), "B (this checkout)": ROOT}
+        results: dict[tuple[str, int], list[float]] = {}
+        for _ in range(args.rounds):
+            for label, checkout in checkouts.items():
+                server = _server(checkout, models, args.server)
+                try:
+                    for conns in args.connections:
+                        wrk(server, "/predict", body, conns, 2)  # warm-up
+                        stats = wrk(server, "/predict", body, conns, args.duration)
+                        ok = stats["requests"] - stats["non2xx"]
+                        rate = ok / (stats["duration_us"] / 1e6)
+                        results.setdefault((label, conns), []).append(rate)
+                        print(f"{label:18} conns={conns:<3} {rate:9,.1f} req/s", flush=True)
+                finally:
+                    server.stop()
+        print(f"\nforest /predict on {args.server}, {args.rounds} rounds of {args.duration} s:")
+        for conns in args.connections:
+            a = results[("A (baseline)", conns)]
+            b = results[("B (this checkout)", conns)]
+            print(
+                f"  conns={conns:<3} A median {statistics.median(a):9,.1f}  "
+                f"B median {statistics.median(b):9,.1f}  "
+                f"B/A {statistics.median(b) / statistics.median(a):.3f}"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
