@@ -237,6 +237,24 @@ def test_worker_that_cannot_boot_stops_the_server(
         assert "Respawning" not in output
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_a_signal_to_the_whole_process_group_stops_promptly(
+    repo: Path, live_server: Callable[..., LiveServer], server_name: str, sig: signal.Signals
+) -> None:
+    """Ctrl-C in a terminal (SIGINT) and systemd's default KillMode (SIGTERM) signal every
+    process of the group: the workers stop by themselves, and granian must not respawn
+    them (the fresh ones were then killed only after the graceful timeout, ~30 s)."""
+    server = live_server([str(repo), "--workers", "2", "--server", server_name])
+    started = time.monotonic()
+    os.killpg(server.proc.pid, sig)
+    server.proc.wait(timeout=60)
+    took = time.monotonic() - started
+    output = server.output()
+    assert took < 10, (took, output[-2000:])
+    assert "Respawning" not in output and "refused to gracefully stop" not in output
+
+
 def raw_status(port: int, head: bytes) -> tuple[int, bytes]:
     """Send one raw request head; return the status code and the start of the body."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

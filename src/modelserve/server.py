@@ -211,11 +211,17 @@ def granian_app() -> Any:
 
     Settings come from ``MODELSERVE_SETTINGS_JSON`` (written by :func:`run_granian`), or
     from the environment when granian was started by hand. Hot reload runs in every worker
-    by polling; a load/unload through the API reaches the other workers at their next poll
-    (through the shared state file). SIGHUP to granian's main process is granian's own: it
-    restarts the workers, which load the latest state.
+    by polling and through the worker group (:mod:`modelserve.peers`). SIGHUP to granian's
+    main process is granian's own: it restarts the workers, which load the latest state.
     """
     from .settings import load_settings
+
+    # The fork copied the main process' drain handler; granian installs the worker's own
+    # handlers only after this factory returns. Until then a SIGTERM (a stop while models
+    # load) must end this worker, not start a drain here that nobody finishes: granian
+    # would wait workers_kill_timeout for it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     text = os.environ.get(SETTINGS_JSON_ENV)
     settings = settings_from_json(text, ServerSettings) if text else load_settings()
@@ -240,9 +246,12 @@ def worker_app(settings: ServerSettings, boot_failure_file: str | None = None) -
     from .peers import WorkerGroup
 
     group = WorkerGroup(settings.state_file.parent) if settings.state_file is not None else None
-    # Read before loading: acknowledged once the app exists, so a change made meanwhile is
-    # seen as not yet applied and this worker's reloader picks it up.
+    # Join before loading, acknowledging only what the state read during the load is sure to
+    # include: a change another worker makes meanwhile then waits for this one too, whose
+    # reloader applies it as soon as the app exists (a dead worker's entry is dropped).
     seen = group.generation() if group is not None else 0
+    if group is not None:
+        group.acknowledge(seen)
     try:
         app = create_app(settings)
     except Exception as exc:
@@ -256,8 +265,6 @@ def worker_app(settings: ServerSettings, boot_failure_file: str | None = None) -
             Path(boot_failure_file).write_text(message, encoding="utf-8")
             os.kill(os.getppid(), signal.SIGTERM)
         sys.exit(_WORKER_BOOT_ERROR)
-    if group is not None:
-        group.acknowledge(seen)
     watch_repository(app, settings, group, seen)
     return app
 
@@ -310,6 +317,11 @@ def run_granian(settings: ServerSettings) -> None:
             stop_now()  # a worker failed to boot, or a second signal
             return
         workers.begin_draining()
+        # A signal sent to the whole process group (Ctrl-C in a terminal, systemd's default
+        # KillMode) reaches the workers too, and they stop by themselves: granian must not
+        # take that for a crash and respawn them (the new ones would then be killed after
+        # workers_kill_timeout), so from here a worker's exit ends the server.
+        server.respawn_failed_workers = False
         for child in multiprocessing.active_children():
             if child.pid is not None:
                 os.kill(child.pid, signal.SIGUSR1)

@@ -43,9 +43,11 @@ anyone) and starts the drain itself. granian's workers install their own SIGTERM
 that stops accepting at once, so the drain is run by the main process: on SIGTERM it sends
 SIGUSR1 to its workers (they begin draining), and calls granian's stop after the drain.
 Under granian, send SIGTERM to the main process only (as ``docker stop`` and Kubernetes do;
-systemd: ``KillMode=mixed``): a SIGTERM sent to a granian worker stops it without a drain,
-and when the whole process group gets it (``kill -- -PGID``) the workers are seen to hang
-until granian kills them after ``graceful_timeout`` (not yet understood).
+systemd: ``KillMode=mixed``) to get the drain: a SIGTERM sent to a granian worker stops it
+at once. When the whole process group gets the signal (Ctrl-C in a terminal, systemd's
+default ``KillMode=control-group``) the workers stop by themselves without a drain, and the
+main process, which would otherwise take their exits for crashes and respawn them, turns
+respawning off as soon as it is signalled: the server is down within a couple of seconds.
 """
 
 from __future__ import annotations
