@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import joblib
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -89,7 +90,7 @@ def test_predict_reports_every_problem(runner: CliRunner, repo: Path) -> None:
     result = runner.invoke(main, ["predict", str(repo), '{"sepal_length": "x"}', "--model", "iris"])
     assert result.exit_code == 1
     assert "petal_width: is required" in result.output
-    assert "sepal_length: 'x' is not of type 'number'" in result.output
+    assert 'sepal_length: is a string ("x"), not a number' in result.output
 
 
 def test_serve_refuses_production_without_secret(runner: CliRunner, repo: Path) -> None:
@@ -129,3 +130,18 @@ def test_optimize_explains_what_cannot_be_compiled(runner: CliRunner, tmp_path: 
     result = runner.invoke(main, ["optimize", str(tmp_path)])
     assert result.exit_code == 1
     assert "optimize compiles scikit-learn models (runtime: auto)" in result.output
+
+
+def test_dot_is_the_model_folder_it_names(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``validate --write-manifest`` beside a single file makes its folder a model folder; the
+    next step, ``modelserve serve .`` from inside it, used to find a model named ''."""
+    folder = tmp_path / "iris"
+    folder.mkdir()
+    joblib.dump(models.iris().model, folder / "model.pkl")
+    monkeypatch.chdir(folder)
+    assert runner.invoke(main, ["validate", "model.pkl", "--write-manifest"]).exit_code == 0
+    result = runner.invoke(main, ["validate", "."])
+    assert result.exit_code == 0, result.output
+    assert "ok   iris v1" in result.output

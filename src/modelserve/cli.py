@@ -27,8 +27,10 @@ def _settings(**overrides: Any) -> ServerSettings:
         raise  # unreachable; for type checkers
 
 
+# Resolved, so `modelserve serve .` names the model after the folder, not ''.
 _path_arg = click.argument(
-    "path", type=click.Path(exists=True, path_type=Path, dir_okay=True, file_okay=True)
+    "path",
+    type=click.Path(exists=True, path_type=Path, dir_okay=True, file_okay=True, resolve_path=True),
 )
 
 

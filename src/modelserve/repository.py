@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _HASH_CHUNK = 1 << 20
+#: (path, sha256) of unpinned artifacts already reported: the server's preflight reports them
+#: in the main process, and the workers it forks inherit this set instead of repeating it.
+_REPORTED_UNPINNED: set[tuple[Path, str]] = set()
 
 State = Literal["ready", "failed"]
 
@@ -538,7 +541,8 @@ class ModelRepository:
                     "and MODELSERVE_REQUIRE_SHA256 is on; "
                     "pin it with `modelserve validate --write-manifest`"
                 )
-            else:
+            elif (path, actual) not in _REPORTED_UNPINNED:
+                _REPORTED_UNPINNED.add((path, actual))
                 logger.warning("%s is not pinned by sha256 in its manifest", key)
         return hashes
 

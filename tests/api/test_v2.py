@@ -8,6 +8,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from modelserve.app import create_app
+from modelserve.runtimes.base import ArtifactSet
+from modelserve.runtimes.registry import get_runtime_class
 from modelserve.settings import ServerSettings
 
 from .. import models
@@ -43,6 +45,32 @@ def test_model_metadata(client: FlaskClient) -> None:
                 {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2]},
             ],
         }
+
+
+def test_platform_names_the_framework_not_the_runtime(tmp_path: Path) -> None:
+    """A pickle served by ``runtime: auto`` (the default for .pkl) is compiled to ONNX, and
+    its V2 platform is still ``sklearn``, as the README shows; ``/models`` says how it runs."""
+    root = tmp_path / "models"
+    models.write_model(root, "iris", models.iris(), manifest={"runtime": "auto"})
+    client = create_app(ServerSettings(profile="testing", model_path=root)).test_client()
+    assert client.get("/v2/models/iris").json["platform"] == "sklearn"
+    runtime = client.get("/models/iris").json["runtime"]
+    assert runtime["runtime"] == "auto" and runtime["compiled"] is True
+
+
+@pytest.mark.parametrize(
+    ("runtime", "platform"),
+    [
+        ("auto", "sklearn"),
+        ("sklearn", "sklearn"),
+        ("onnx", "onnx"),
+        ("torch", "pytorch"),
+        ("xgboost", "xgboost"),
+        ("lightgbm", "lightgbm"),
+    ],
+)
+def test_every_runtime_has_a_kserve_platform(runtime: str, platform: str) -> None:
+    assert get_runtime_class(runtime)(ArtifactSet(Path("model"))).platform() == platform
 
 
 def test_model_ready_and_unknown(client: FlaskClient) -> None:

@@ -61,17 +61,17 @@ def test_one_image_or_a_batch_decodes() -> None:
         (
             [B64],
             "Expected a JSON object",
-            [{"path": "(root)", "message": "is a list, not an object"}],
+            [{"path": "(root)", "message": "is an array, not an object"}],
         ),
         (
             None,
             "Expected a JSON object",
-            [{"path": "(root)", "message": "is a null, not an object"}],
+            [{"path": "(root)", "message": "is null, not an object"}],
         ),
         (
             {"images": B64},
-            "must be a list",
-            [{"path": "images", "message": "is a string, not a list"}],
+            "must be an array",
+            [{"path": "images", "message": 'is a string ("iVBORy1kYXRh"), not an array'}],
         ),
         ({"images": []}, "empty", [{"path": "images", "message": "must not be empty"}]),
         ({"image": None}, "base64 string", [{"path": "image", "message": "is not a string"}]),

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from modelserve.codecs.seed import SeedCodec
+from modelserve.codecs.seed import parse_json
 from modelserve.errors import InvalidInput
 from modelserve.types import Feature
 from modelserve.types import Signature
@@ -116,7 +117,7 @@ def test_a_category_outside_the_enum_is_refused_listing_the_allowed_values() -> 
     with pytest.raises(InvalidInput) as info:
         codec.decode_one({"feature1": 1.0, "feature3": "D", "n": 2})
     assert info.value.details == [
-        {"path": "feature3", "message": "'D' is not one of ['A', 'B', 'C']"}
+        {"path": "feature3", "message": 'is "D", not one of "A", "B", "C"'}
     ]
     with pytest.raises(InvalidInput) as info:
         codec.decode_batch({"instances": [{"feature1": 1.0, "feature3": 3, "n": 2}]})
@@ -161,3 +162,59 @@ def test_a_feature_named_instances_is_still_a_feature() -> None:
     sig = Signature(features=(Feature("instances", "number"),), task="regression")
     codec = SeedCodec(sig, allow_extra=False, max_rows=1000)
     assert codec.decode_one({"instances": 2.0}).tolist() == [[2.0]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "path", "message"),
+    [
+        ({"a": True, "b": 1, "n": 1}, "a", "is a boolean (true), not a number"),
+        ({"a": 1, "b": None, "n": 1}, "b", "is null, not a number"),
+        ({"a": "1.5", "b": 1, "n": 1}, "a", 'is a string ("1.5"), not a number'),
+        ({"a": [1], "b": 1, "n": 1}, "a", "is an array, not a number"),
+        ({"a": 1, "b": 1, "n": 1.5}, "n", "is 1.5, not an integer"),
+        ({"a": -1, "b": 1, "n": 1}, "a", "is -1, less than the minimum 0.0"),
+        ({"a": 1, "b": 11, "n": 1}, "b", "is 11, more than the maximum 10.0"),
+    ],
+)
+def test_messages_name_values_as_json(payload: Any, path: str, message: str) -> None:
+    """A JSON client sent ``true`` and ``null``: the message must not say True, None or 'x'."""
+    codec = SeedCodec(SIG, allow_extra=False, max_rows=10)
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_one(payload)
+    assert info.value.details == [{"path": path, "message": message}]
+    assert info.value.message == f"Invalid input: {path} {message}"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ([1, 2], "has 2 values, not 3 (one per feature, in order)"),
+        ([1, 2, 3, 4], "has 4 values, not 3 (one per feature, in order)"),
+        ("1,2,3", 'is a string ("1,2,3"), not an object or array'),
+    ],
+)
+def test_row_shape_messages_speak_json(row: Any, message: str) -> None:
+    codec = SeedCodec(SIG, allow_extra=False, max_rows=10)
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_batch({"instances": [row]})
+    assert info.value.details == [{"path": "instances[0]", "message": message}]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"a": NaN, "b": 1, "n": 1}', "a value is NaN, not a number"),
+        (b'{"a": Infinity}', "a value is Infinity, not a finite number"),
+        (b'{"a": -Infinity}', "a value is -Infinity, not a finite number"),
+        (b'{"a": 1e999}', "1e999 is too large for a double"),
+        (b'{"a": -2e400}', "-2e400 is too large for a double"),
+        (b'{"a": True}', "True is Python; JSON writes true"),
+        (b'{"a": None}', "None is Python; JSON writes null"),
+        (b"{'a': 1}", "double quotes"),
+    ],
+)
+def test_malformed_json_says_what_json_lacks(body: bytes, says: str) -> None:
+    """Python's ``json.dumps(float("nan"))`` writes ``NaN``; orjson's message does not say so."""
+    with pytest.raises(InvalidInput, match="^Malformed JSON at line 1 column") as info:
+        parse_json(body)
+    assert says in info.value.message

@@ -237,7 +237,7 @@ def test_tabular_matrix_and_columns_give_the_same_table() -> None:
     [
         ([_tensor("input", "FP64", np.zeros((2, 3)))], r"shape \[rows, 4\]"),
         ([_tensor("input", "BYTES", np.array([["a"] * 4], dtype=object))], "datatype BYTES"),
-        ([_tensor("zzz", "FP64", np.zeros(2))], "Unknown input 'zzz'"),
+        ([_tensor("zzz", "FP64", np.zeros(2))], 'Unknown input "zzz"'),
         ([_tensor("a", "FP64", np.zeros(2))], "Missing input"),
         (
             [_tensor(n, "FP64", np.zeros(2 + (n == "d"))) for n in "abcd"],
@@ -317,9 +317,19 @@ def test_client_request_and_response_halves_round_trip(binary: bool) -> None:
     assert [v.decode() if isinstance(v, bytes) else v for v in arrays["s"]] == ["a", "bc"]
 
 
-@pytest.mark.parametrize("value", ["yes", "false", 1, 0, None, [True]])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("yes", '"yes"'),
+        ("false", '"false"'),
+        (1, "1"),
+        (0, "0"),
+        (None, "null"),
+        ([True], "[true]"),
+    ],
+)
 @pytest.mark.parametrize("where", ["request", "output"])
-def test_binary_flags_must_be_json_booleans(where: str, value: Any) -> None:
+def test_binary_flags_must_be_json_booleans(where: str, value: Any, shown: str) -> None:
     tensor = {"name": "t", "datatype": "FP32", "shape": [1], "data": [1]}
     if where == "request":
         body = _request(tensor, parameters={"binary_data_output": value})
@@ -329,6 +339,8 @@ def test_binary_flags_must_be_json_booleans(where: str, value: Any) -> None:
         path = "outputs[0].parameters.binary_data"
     with pytest.raises(InvalidInput, match="must be true or false") as info:
         decode_request(body)
+    # The value as the client wrote it in JSON, not its Python repr ('yes', None, [True]).
+    assert info.value.message.endswith(f"got {shown}")
     assert info.value.details == [{"path": path, "message": "is not a boolean"}]
 
 
@@ -383,3 +395,51 @@ def test_an_empty_batch_is_refused(signature: Signature, inputs: list[RequestInp
     with pytest.raises(InvalidInput, match="no rows") as info:
         V2Codec(signature).model_inputs(inputs)
     assert info.value.details[0] == {"path": "inputs[0].shape", "message": "has 0 rows"}
+
+
+@pytest.mark.parametrize(
+    ("value", "what"),
+    [(np.nan, "is NaN, not a number"), (np.inf, "is Infinity, not a finite number")],
+)
+@pytest.mark.parametrize("datatype", ["FP16", "FP32", "FP64"])
+def test_binary_tabular_data_must_be_finite(value: float, what: str, datatype: str) -> None:
+    """JSON cannot carry NaN, binary tensors can: refuse them as the JSON routes do, instead
+    of letting a compiled graph answer NaN probabilities with an arbitrary label."""
+    x = np.ones((3, 4), dtype=DATATYPES[datatype])
+    x[2, 1] = value
+    body, length = _binary_request({"input": (datatype, x, [3, 4])})
+    request = decode_request(body, length)
+    with pytest.raises(InvalidInput) as info:
+        V2Codec(IRIS).model_inputs(request.inputs)
+    assert info.value.message == f'Input "input": row 2, feature b {what}'
+    assert info.value.details == [{"path": "input[2][1]", "message": what}]
+    columns = [_tensor(n, datatype, x[:, i]) for i, n in enumerate("abcd")]
+    with pytest.raises(InvalidInput) as info:
+        V2Codec(IRIS).model_inputs(columns)
+    assert info.value.details == [{"path": "b[2]", "message": what}]
+
+
+def test_mixed_tables_refuse_nan_and_non_numbers_in_numeric_features() -> None:
+    sig = Signature(features=(Feature("city", "string"), Feature("n")), task="regression")
+    city = _tensor("city", "BYTES", np.array([b"Paris", b"Oslo"], dtype=object))
+    for n, what in [
+        (_tensor("n", "FP32", np.array([1.0, np.nan], dtype=np.float32)), "is NaN, not a number"),
+        (_tensor("n", "BYTES", np.array([b"1", b"-inf"], dtype=object)), "is -Infinity, not a"),
+        (_tensor("n", "BYTES", np.array([b"1", b"x"], dtype=object)), 'is a string ("x"), not a'),
+    ]:
+        with pytest.raises(InvalidInput) as info:
+            V2Codec(sig).model_inputs([city, n])
+        assert info.value.message.startswith(f'Input "n": row 1, feature n {what}')
+    table = np.array([[b"Paris", b"nan"]], dtype=object)
+    with pytest.raises(InvalidInput, match=r"row 0, feature n is NaN") as info:
+        V2Codec(sig).model_inputs([_tensor("input", "BYTES", table)])
+    assert info.value.details == [{"path": "input[0][1]", "message": "is NaN, not a number"}]
+
+
+def test_data_of_several_json_types_names_them() -> None:
+    body = _request({"name": "input", "datatype": "FP64", "shape": [3], "data": [1, None, "a"]})
+    with pytest.raises(InvalidInput) as info:
+        decode_request(body)
+    assert info.value.message == (
+        'Input "input": data of JSON type null, number and string does not fit datatype FP64'
+    )

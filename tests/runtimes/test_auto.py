@@ -192,7 +192,7 @@ def test_tutorial_mixed_pipeline_serves_with_no_manifest(tmp_path: Path) -> None
     bad = client.post("/predict", json={**rows[0], "feature3": "D"})
     assert bad.status_code == 400
     assert bad.json["details"] == [
-        {"path": "feature3", "message": "'D' is not one of ['A', 'B', 'C']"}
+        {"path": "feature3", "message": 'is "D", not one of "A", "B", "C"'}
     ]
 
 

@@ -1,6 +1,6 @@
 """Binary payloads carried inside JSON: base64 strings and ``data:`` URLs, to bytes.
 
-Pure standard library, so JSON routes can decode before any image library is imported.
+No image library, so JSON routes can decode before any image library is imported.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from ..errors import InvalidInput
+from ._wording import describe
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(rb"\s+")
@@ -56,7 +57,7 @@ def decode_base64_images(payload: object) -> list[bytes]:
     if not isinstance(payload, dict):
         raise InvalidInput(
             'Expected a JSON object {"image": "<base64>"} or {"images": [...]}',
-            [{"path": "(root)", "message": f"is a {_json_type(payload)}, not an object"}],
+            [{"path": "(root)", "message": f"is {describe(payload)}, not an object"}],
         )
     if "image" in payload and "images" in payload:
         raise InvalidInput(
@@ -76,8 +77,8 @@ def decode_base64_images(payload: object) -> list[bytes]:
     items = payload["images"]
     if not isinstance(items, list):
         raise InvalidInput(
-            "images must be a list of base64 strings",
-            [{"path": "images", "message": f"is a {_json_type(items)}, not a list"}],
+            "images must be an array of base64 strings",
+            [{"path": "images", "message": f"is {describe(items)}, not an array"}],
         )
     if not items:
         raise InvalidInput(
@@ -96,17 +97,3 @@ def decode_base64_images(payload: object) -> list[bytes]:
         more = f" (and {len(problems) - 1} more, see details)" if len(problems) > 1 else ""
         raise InvalidInput(f"{first['path']} {first['message']}{more}", problems)
     return images
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    return "object"

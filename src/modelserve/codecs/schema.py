@@ -7,6 +7,7 @@ every problem with its field path, so valid requests never pay for complete repo
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import fastjsonschema
@@ -15,6 +16,10 @@ from jsonschema import ValidationError
 
 from ..types import Feature
 from ..types import Signature
+from ._wording import describe
+from ._wording import json_type
+from ._wording import json_value
+from ._wording import non_finite
 
 _JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
 
@@ -57,20 +62,58 @@ def array_schema(signature: Signature) -> dict[str, Any]:
     }
 
 
-def _describe(error: ValidationError, prefix: str) -> dict[str, str]:
+def _path(error: ValidationError, prefix: str) -> str:
     path = prefix
     for part in error.absolute_path:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    message = error.message
-    if error.validator == "required":
-        # jsonschema reports a missing field at the parent; point at the field itself.
-        missing = error.message.split("'")[1] if "'" in error.message else ""
-        path = f"{path}.{missing}" if path else missing
-        message = "is required"
-    elif error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return {"path": path or "(root)", "message": f"unexpected field(s): {', '.join(extra)}"}
-    return {"path": path or "(root)", "message": message}
+    return path
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _type_name(schema_type: str) -> str:
+    return "an integer" if schema_type == "integer" else f"a {schema_type}"
+
+
+def _describe(error: ValidationError, prefix: str) -> list[dict[str, str]]:
+    """Say what is wrong in the JSON the client sent (jsonschema's messages use reprs:
+    ``True is not of type 'number'`` for a JSON ``true``).
+
+    :returns: one entry per problem; a ``required`` error names every missing field.
+    """
+    path = _path(error, prefix)
+    validator, expected, instance = error.validator, error.validator_value, error.instance
+    if validator == "required":
+        # jsonschema reports a missing field at the parent; point at each field itself.
+        missing = [n for n in expected if isinstance(instance, dict) and n not in instance]
+        return [{"path": _join(path, n), "message": "is required"} for n in missing]
+    if validator == "additionalProperties":
+        extra = sorted(set(instance) - set(error.schema.get("properties", {})))
+        message = f"unexpected field(s): {', '.join(extra)}"
+    elif validator == "type":
+        if isinstance(instance, float) and not math.isfinite(instance):
+            message = non_finite(instance)
+        elif json_type(instance) == "number" and expected == "integer":
+            message = f"is {json_value(instance)}, not an integer"
+        else:
+            message = f"is {describe(instance)}, not {_type_name(str(expected))}"
+    elif validator == "enum":
+        allowed = ", ".join(json_value(v) for v in expected)
+        message = f"is {json_value(instance)}, not one of {allowed}"
+    elif validator == "minimum":
+        message = f"is {json_value(instance)}, less than the minimum {json_value(expected)}"
+    elif validator == "maximum":
+        message = f"is {json_value(instance)}, more than the maximum {json_value(expected)}"
+    elif validator in ("minItems", "maxItems", "additionalItems"):
+        # maxItems and additionalItems both fire for a long row: the same words, deduplicated.
+        width = len(error.schema.get("items", []))
+        count = f"{len(instance)} value" + ("" if len(instance) == 1 else "s")
+        message = f"has {count}, not {width} (one per feature, in order)"
+    else:  # not produced by the schemas built here; keep jsonschema's own words
+        message = error.message
+    return [{"path": path or "(root)", "message": message}]
 
 
 class Validator:
@@ -91,7 +134,8 @@ class Validator:
         except fastjsonschema.JsonSchemaException:
             found = sorted(self._full.iter_errors(instance), key=lambda e: list(e.absolute_path))
             if found:
-                return [_describe(e, prefix) for e in found]
+                problems = [p for e in found for p in _describe(e, prefix)]
+                return [dict(t) for t in dict.fromkeys(tuple(p.items()) for p in problems)]
             # The two validators disagree only on exotic inputs; never let one slip through.
             return [{"path": prefix or "(root)", "message": "does not match the input schema"}]
         return []

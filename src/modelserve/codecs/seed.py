@@ -20,6 +20,8 @@ from ..types import PREDICT_OUTPUT
 from ..types import PROBA_OUTPUT
 from ..types import Signature
 from ..types import TensorDict
+from ._wording import describe
+from ._wording import malformed
 from .schema import Validator
 from .schema import array_schema
 from .schema import object_schema
@@ -35,7 +37,7 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"Malformed JSON: {exc}") from None
+        raise InvalidInput(malformed(exc)) from None
 
 
 class SeedCodec:
@@ -68,7 +70,7 @@ class SeedCodec:
         if not isinstance(payload, dict):
             raise InvalidInput(
                 "Expected a JSON object of named features",
-                [{"path": "(root)", "message": f"is a {_json_type(payload)}, not an object"}],
+                [{"path": "(root)", "message": f"is {describe(payload)}, not an object"}],
             )
         if self._fast is not None:
             checked = self._fast.one(payload, self._row_of)
@@ -101,8 +103,8 @@ class SeedCodec:
         rows = payload["instances"]
         if not isinstance(rows, list):
             raise InvalidInput(
-                "instances must be a list",
-                [{"path": "instances", "message": f"is a {_json_type(rows)}, not a list"}],
+                "instances must be an array",
+                [{"path": "instances", "message": f"is {describe(rows)}, not an array"}],
             )
         if not rows:
             raise InvalidInput(
@@ -129,7 +131,7 @@ class SeedCodec:
                 problems.append(
                     {
                         "path": f"instances[{i}]",
-                        "message": f"is a {_json_type(row)}, not an object or list",
+                        "message": f"is {describe(row)}, not an object or array",
                     }
                 )
         if problems:
@@ -267,20 +269,6 @@ class _VectorCheck:
 
 def _widened(values: np.ndarray | None) -> np.ndarray | None:
     return None if values is None else widen_float32(values)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    return "object"
 
 
 def _summary(problems: list[dict[str, str]]) -> str:

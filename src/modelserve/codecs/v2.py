@@ -27,6 +27,11 @@ from ..types import Signature
 from ..types import Tensor
 from ..types import TensorDict
 from ..types import TensorSpec
+from ._wording import describe
+from ._wording import json_type
+from ._wording import json_value
+from ._wording import malformed
+from ._wording import non_finite
 
 #: V2 datatype -> numpy dtype. ``BYTES`` tensors are object arrays of ``bytes`` or ``str``.
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -124,12 +129,12 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
     try:
         payload = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"Malformed JSON: {exc}") from None
+        raise InvalidInput(malformed(exc)) from None
     if not isinstance(payload, dict):
         raise InvalidInput("A V2 inference request must be a JSON object")
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise InvalidInput("inputs must be a non-empty list of tensors")
+        raise InvalidInput("inputs must be a non-empty array of tensors")
     parameters = _parameters(payload.get("parameters"), "parameters")
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
@@ -141,7 +146,7 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
     for i, raw in enumerate(raw_inputs):
         tensor, used = _decode_input(raw, i, view[offset:])
         if tensor.name in seen:
-            raise InvalidInput(f"Input {tensor.name!r} is given twice")
+            raise InvalidInput(f"Input {json_value(tensor.name)} is given twice")
         seen.add(tensor.name)
         offset += used
         inputs.append(tensor)
@@ -155,13 +160,13 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
     raw_outputs = payload.get("outputs")
     if raw_outputs is not None:
         if not isinstance(raw_outputs, list):
-            raise InvalidInput("outputs must be a list")
+            raise InvalidInput("outputs must be an array")
         outputs = []
         for j, out in enumerate(raw_outputs):
             if not isinstance(out, dict) or not isinstance(out.get("name"), str):
                 raise InvalidInput(f"outputs[{j}] must be an object with a string name")
             if any(o.name == out["name"] for o in outputs):
-                raise InvalidInput(f"Output {out['name']!r} is requested twice")
+                raise InvalidInput(f"Output {json_value(out['name'])} is requested twice")
             where = f"outputs[{j}].parameters"
             params = _parameters(out.get("parameters"), where)
             outputs.append(
@@ -187,7 +192,7 @@ def _flag(parameters: dict[str, Any], key: str, where: str, default: bool) -> bo
     value = parameters.get(key, default)
     if not isinstance(value, bool):
         raise InvalidInput(
-            f"{where}.{key} must be true or false, got {value!r}",
+            f"{where}.{key} must be true or false, got {json_value(value)}",
             [{"path": f"{where}.{key}", "message": "is not a boolean"}],
         )
     return value
@@ -204,13 +209,16 @@ def _decode_input(raw: Any, index: int, binary: memoryview) -> tuple[RequestInpu
     # (a list or object is unhashable: test the type before the lookup)
     if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise InvalidInput(
-            f"Input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}"
+            f"Input {json_value(name)}: datatype {json_value(datatype)} is not one of "
+            f"{', '.join(DATATYPES)}"
         )
     shape_raw = raw.get("shape")
     if not isinstance(shape_raw, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape_raw
     ):
-        raise InvalidInput(f"Input {name!r}: shape must be a list of non-negative integers")
+        raise InvalidInput(
+            f"Input {json_value(name)}: shape must be an array of non-negative integers"
+        )
     shape = tuple(shape_raw)
     count = math.prod(shape)
     where = f"inputs[{index}].parameters"
@@ -219,20 +227,21 @@ def _decode_input(raw: Any, index: int, binary: memoryview) -> tuple[RequestInpu
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidInput(
-                f"Input {name!r}: binary_data_size must be a non-negative integer, got {size!r}",
+                f"Input {json_value(name)}: binary_data_size must be a non-negative integer, "
+                f"got {json_value(size)}",
                 [{"path": f"{where}.binary_data_size", "message": "is not a non-negative integer"}],
             )
         if size > len(binary):
             raise InvalidInput(
-                f"Input {name!r}: binary_data_size {size!r} does not fit the "
+                f"Input {json_value(name)}: binary_data_size {json_value(size)} does not fit the "
                 f"{len(binary)} bytes of binary data left in the body"
             )
         if "data" in raw:
-            raise InvalidInput(f"Input {name!r} has both data and binary_data_size")
+            raise InvalidInput(f"Input {json_value(name)} has both data and binary_data_size")
         array = _from_binary(name, datatype, shape, count, binary[:size])
         return RequestInput(name, datatype, shape, array, parameters), size
     if "data" not in raw:
-        raise InvalidInput(f"Input {name!r} has no data")
+        raise InvalidInput(f"Input {json_value(name)} has no data")
     array = _from_json(name, datatype, shape, count, raw["data"])
     return RequestInput(name, datatype, shape, array, parameters), 0
 
@@ -245,15 +254,18 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], count: int, dat
             array = np.array(data, dtype=object)
         else:
             array = np.array(data)
-    except ValueError as exc:  # ragged nesting
-        raise InvalidInput(f"Input {name!r}: data is not a regular nested list ({exc})") from None
+    except ValueError:  # ragged nesting
+        raise InvalidInput(
+            f"Input {json_value(name)}: data is not a regular nested array (rows differ in length)"
+        ) from None
     if array.size != count:
         raise InvalidInput(
-            f"Input {name!r}: shape {list(shape)} needs {count} elements, data has {array.size}"
+            f"Input {json_value(name)}: shape {list(shape)} needs {count} elements, "
+            f"data has {array.size}"
         )
     if datatype == "BYTES":
         if not all(isinstance(v, str) for v in array.flat):
-            raise InvalidInput(f"Input {name!r}: BYTES data must be strings")
+            raise InvalidInput(f"Input {json_value(name)}: BYTES data must be strings")
         return array.reshape(shape)
     dtype = DATATYPES[datatype]
     if count and dtype.kind in "iu" and array.dtype.kind not in "iu":
@@ -261,13 +273,13 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], count: int, dat
         array = _exact_ints(name, datatype, data, array)
     if count and array.dtype.kind not in _JSON_KINDS[datatype]:
         raise InvalidInput(
-            f"Input {name!r}: data of JSON type {_json_kind(array)} does not fit datatype "
-            f"{datatype}"
+            f"Input {json_value(name)}: data of JSON type {_json_kind(array)} does not fit "
+            f"datatype {datatype}"
         )
     if count and dtype.kind in "iu":
         info = np.iinfo(dtype)
         if array.min() < info.min or array.max() > info.max:
-            raise InvalidInput(f"Input {name!r}: a value is out of range for {datatype}")
+            raise InvalidInput(f"Input {json_value(name)}: a value is out of range for {datatype}")
     return array.astype(dtype, copy=False).reshape(shape)
 
 
@@ -278,14 +290,19 @@ def _exact_ints(name: str, datatype: str, data: Any, array: Tensor) -> Tensor:
         return array  # not all integers: the kind check reports it
     info = np.iinfo(DATATYPES[datatype])
     if min(values) < info.min or max(values) > info.max:
-        raise InvalidInput(f"Input {name!r}: a value is out of range for {datatype}")
+        raise InvalidInput(f"Input {json_value(name)}: a value is out of range for {datatype}")
     return values.astype(DATATYPES[datatype])
 
 
 def _json_kind(array: Tensor) -> str:
-    return {"b": "boolean", "i": "integer", "u": "integer", "f": "number", "U": "string"}.get(
-        array.dtype.kind, "mixed"
+    kind = {"b": "boolean", "i": "integer", "u": "integer", "f": "number", "U": "string"}.get(
+        array.dtype.kind
     )
+    if kind is not None:
+        return kind
+    # An object array: numpy found values of several JSON types (or nulls) in the data.
+    kinds = sorted({json_type(v) for v in array.flat})
+    return ", ".join(kinds[:-1]) + " and " + kinds[-1] if len(kinds) > 1 else kinds[0]
 
 
 def _from_binary(
@@ -295,7 +312,7 @@ def _from_binary(
         items = _split_bytes(name, raw)
         if len(items) != count:
             raise InvalidInput(
-                f"Input {name!r}: shape {list(shape)} needs {count} elements, "
+                f"Input {json_value(name)}: shape {list(shape)} needs {count} elements, "
                 f"binary data has {len(items)}"
             )
         array = np.empty(count, dtype=object)
@@ -304,7 +321,7 @@ def _from_binary(
     dtype = DATATYPES[datatype]
     if len(raw) != count * dtype.itemsize:
         raise InvalidInput(
-            f"Input {name!r}: shape {list(shape)} of {datatype} needs "
+            f"Input {json_value(name)}: shape {list(shape)} of {datatype} needs "
             f"{count * dtype.itemsize} bytes, binary_data_size is {len(raw)}"
         )
     # Little-endian on the wire; numpy's native order on every platform we serve from.
@@ -318,11 +335,11 @@ def _split_bytes(name: str, raw: memoryview) -> list[bytes]:
     offset, end = 0, len(raw)
     while offset < end:
         if offset + 4 > end:
-            raise InvalidInput(f"Input {name!r}: truncated BYTES element length")
+            raise InvalidInput(f"Input {json_value(name)}: truncated BYTES element length")
         (length,) = _U32.unpack_from(raw, offset)
         offset += 4
         if offset + length > end:
-            raise InvalidInput(f"Input {name!r}: truncated BYTES element")
+            raise InvalidInput(f"Input {json_value(name)}: truncated BYTES element")
         items.append(bytes(raw[offset : offset + length]))
         offset += length
     return items
@@ -507,7 +524,8 @@ class V2Codec:
         for out in outputs:
             if out.name not in self.output_names:
                 raise InvalidInput(
-                    f"Unknown output {out.name!r}; this model has {', '.join(self.output_names)}"
+                    f"Unknown output {json_value(out.name)}; this model has "
+                    f"{', '.join(self.output_names)}"
                 )
             names.append(out.name)
         return names
@@ -551,7 +569,8 @@ class V2Codec:
                 shape = (shape[0], 1)
             if len(shape) != 2 or shape[1] != n:
                 raise InvalidInput(
-                    f"Input {TABULAR_INPUT!r} must have shape [rows, {n}], got {list(tensor.shape)}"
+                    f"Input {json_value(TABULAR_INPUT)} must have shape [rows, {n}], "
+                    f"got {list(tensor.shape)}"
                 )
             return self._as_table(tensor, tensor.data.reshape(shape))
         columns: list[Tensor | None] = [None] * n
@@ -560,19 +579,21 @@ class V2Codec:
             index = self._feature_index.get(tensor.name)
             if index is None:
                 raise InvalidInput(
-                    f"Unknown input {tensor.name!r}: send one {TABULAR_INPUT!r} tensor "
+                    f"Unknown input {json_value(tensor.name)}: send one "
+                    f"{json_value(TABULAR_INPUT)} tensor "
                     f"[rows, {n}] or one tensor per feature ({', '.join(self._features)})"
                 )
             shape = tensor.shape
             if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
                 raise InvalidInput(
-                    f"Input {tensor.name!r} must have shape [rows] or [rows, 1], got {list(shape)}"
+                    f"Input {json_value(tensor.name)} must have shape [rows] or [rows, 1], "
+                    f"got {list(shape)}"
                 )
             if rows is None:
                 rows = shape[0]
             elif shape[0] != rows:
                 raise InvalidInput(
-                    f"Input {tensor.name!r} has {shape[0]} rows, other inputs have {rows}"
+                    f"Input {json_value(tensor.name)} has {shape[0]} rows, other inputs have {rows}"
                 )
             columns[index] = self._as_table(tensor, tensor.data.reshape(shape[0], 1))
         missing = [self._features[i] for i, c in enumerate(columns) if c is None]
@@ -583,30 +604,41 @@ class V2Codec:
         return np.concatenate(present, axis=1).astype(dtype, copy=False)
 
     def _as_table(self, tensor: RequestInput, data: Tensor) -> Tensor:
-        """Cast to the model's table dtype: float64 when every feature is a number."""
+        """Cast to the model's table dtype: float64 when every feature is a number.
+
+        Numeric features must be finite, as on the JSON routes (where JSON cannot carry NaN):
+        binary FP32/FP64 tensors can, ``BYTES`` can spell ``"nan"``, and a compiled graph
+        answers NaN probabilities and an arbitrary label for them instead of an error.
+        """
+        names = self._features if data.shape[1] == len(self._features) else (tensor.name,)
         if self.signature.numeric:
             if tensor.datatype not in _NUMERIC:
                 raise InvalidInput(
-                    f"Input {tensor.name!r}: datatype {tensor.datatype} does not fit a model "
-                    "whose features are all numbers (send FP32/FP64/INT*)"
+                    f"Input {json_value(tensor.name)}: datatype {tensor.datatype} does not fit "
+                    "a model whose features are all numbers (send FP32/FP64/INT*)"
                 )
-            return data.astype(np.float64, copy=False)
+            table = data.astype(np.float64, copy=False)
+            if data.dtype.kind == "f":
+                _check_finite(tensor.name, table, names)
+            return table
         table = data.astype(object)
+        numeric = (
+            self._numeric_columns
+            if len(names) == len(self._features)
+            else self._numeric_columns[[self._feature_index[tensor.name]]]
+        )
         if tensor.datatype == "BYTES":
             table = np.vectorize(_text, otypes=[object])(table) if table.size else table
             # Numeric columns of a mixed table still have to be numbers for the model.
-            numeric = (
-                self._numeric_columns
-                if table.shape[1] == len(self._features)
-                else self._numeric_columns[[self._feature_index[tensor.name]]]
-            )
             if numeric.any():
                 try:
                     table[:, numeric] = table[:, numeric].astype(np.float64)
-                except ValueError as exc:
-                    raise InvalidInput(
-                        f"Input {tensor.name!r}: a numeric feature is not a number ({exc})"
-                    ) from None
+                except ValueError:
+                    raise _not_a_number(tensor.name, table, names, numeric) from None
+        if numeric.any() and (tensor.datatype == "BYTES" or data.dtype.kind == "f"):
+            values = np.zeros(table.shape)  # the other columns are strings: never NaN
+            values[:, numeric] = table[:, numeric].astype(np.float64)
+            _check_finite(tensor.name, values, names)
         return table
 
     # -- tensors ---------------------------------------------------------------------------
@@ -617,23 +649,24 @@ class V2Codec:
             spec = self._input_specs.get(tensor.name)
             if spec is None:
                 raise InvalidInput(
-                    f"Unknown input {tensor.name!r}; this model takes "
+                    f"Unknown input {json_value(tensor.name)}; this model takes "
                     f"{', '.join(self._input_specs)}"
                 )
             if tensor.datatype != spec.datatype:
                 raise InvalidInput(
-                    f"Input {tensor.name!r} must be {spec.datatype}, got {tensor.datatype}"
+                    f"Input {json_value(tensor.name)} must be {spec.datatype}, "
+                    f"got {tensor.datatype}"
                 )
             if len(tensor.shape) != len(spec.shape) or any(
                 want not in (-1, got) for want, got in zip(spec.shape, tensor.shape, strict=True)
             ):
                 raise InvalidInput(
-                    f"Input {tensor.name!r} must have shape {list(spec.shape)} "
+                    f"Input {json_value(tensor.name)} must have shape {list(spec.shape)} "
                     f"(-1: any), got {list(tensor.shape)}"
                 )
             if spec.shape and spec.shape[0] == -1 and tensor.shape[0] == 0:
                 raise InvalidInput(
-                    f"Input {tensor.name!r} has no rows (shape {list(tensor.shape)}); "
+                    f"Input {json_value(tensor.name)} has no rows (shape {list(tensor.shape)}); "
                     "send at least one",
                     [{"path": f"inputs[{i}].shape", "message": "has 0 rows"}],
                 )
@@ -642,6 +675,42 @@ class V2Codec:
         if missing:
             raise InvalidInput(f"Missing input(s): {', '.join(missing)}")
         return out
+
+
+def _check_finite(name: str, table: Tensor, features: Sequence[str]) -> None:
+    """Refuse NaN and infinities in a ``[rows, features]`` float table, naming the first."""
+    bad = ~np.isfinite(table)
+    if bad.any():
+        row, col = (int(k) for k in np.argwhere(bad)[0])
+        what = non_finite(float(table[row, col]))
+        raise InvalidInput(
+            f"Input {json_value(name)}: row {row}, feature {features[col]} {what}",
+            [{"path": _cell(name, row, col, features), "message": what}],
+        )
+
+
+def _cell(name: str, row: int, col: int, features: Sequence[str]) -> str:
+    """The path of one value: ``input[3][1]`` in a table, ``petal_width[3]`` in a column."""
+    return (
+        f"{name}[{row}]" if features == [name] or features == (name,) else f"{name}[{row}][{col}]"
+    )
+
+
+def _not_a_number(
+    name: str, table: Tensor, features: Sequence[str], numeric: Tensor
+) -> InvalidInput:
+    """The error for the first value of a numeric feature that does not read as a number."""
+    for row, values in enumerate(table):
+        for col in (int(c) for c in np.flatnonzero(numeric)):
+            try:
+                float(values[col])
+            except (TypeError, ValueError):
+                what = f"is {describe(values[col])}, not a number"
+                return InvalidInput(
+                    f"Input {json_value(name)}: row {row}, feature {features[col]} {what}",
+                    [{"path": _cell(name, row, col, features), "message": what}],
+                )
+    return InvalidInput(f"Input {json_value(name)}: a numeric feature is not a number")
 
 
 def _text(value: Any) -> Any:

@@ -47,7 +47,8 @@ class V2Protocol:
         return version in model.versions
 
     def model_metadata(self, name: str, version: int | None = None) -> dict[str, Any]:
-        """V2 model metadata: name, ready versions, platform, input and output tensor specs."""
+        """V2 model metadata: name, ready versions, platform (the model's framework, see
+        :meth:`~modelserve.runtimes.base.Runtime.platform`), input and output tensor specs."""
         sv = self._service.resolve(name, version)
         model = self._service.find_model(sv.name)
         ready = sorted(model.versions) if model is not None else [sv.version]
@@ -55,7 +56,7 @@ class V2Protocol:
         return {
             "name": sv.name,
             "versions": [str(v) for v in ready],
-            "platform": sv.runtime.name,
+            "platform": sv.runtime.platform(),
             "inputs": inputs,
             "outputs": outputs,
         }

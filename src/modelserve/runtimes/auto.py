@@ -174,6 +174,9 @@ class AutoRuntime(Runtime):
     reason: str | None
     cache_path: Path | None
 
+    def platform(self) -> str:
+        return "sklearn"  # compiled or not, the artifact is a scikit-learn model
+
     def load(self) -> None:
         sk = SKLearnRuntime(self.artifacts)
         sk.load()

@@ -60,6 +60,17 @@ class Runtime(ABC):
     def unload(self) -> None:  # noqa: B027 - optional hook, most runtimes need nothing
         """Release resources. The default does nothing; the object is simply dropped."""
 
+    def platform(self) -> str:
+        """The framework the artifact comes from, for V2 model metadata's ``platform``.
+
+        Named as KServe names model formats (``sklearn``, ``onnx``, ``pytorch``, ``xgboost``,
+        ``lightgbm``): one scheme for every runtime, which says what the model *is*, not how
+        it is served (a compiled scikit-learn model is still ``sklearn``). Triton's platform
+        names (``onnxruntime_onnx``, ``pytorch_libtorch``) have no entry for scikit-learn or
+        the boosters. Defaults to the runtime's manifest :attr:`name`.
+        """
+        return self.name
+
     def describe(self) -> dict[str, Any]:
         """Extra facts for the model metadata (e.g. the estimator class)."""
         return {"runtime": self.name}

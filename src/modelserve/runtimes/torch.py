@@ -89,6 +89,9 @@ class TorchRuntime(Runtime):
     _model: Any
     _device: torch.device
 
+    def platform(self) -> str:
+        return "pytorch"  # KServe's model format name; "torch" is only the manifest's word
+
     def load(self) -> None:
         manifest = self.artifacts.manifest
         opts = manifest.torch
