@@ -14,27 +14,6 @@ logger = logging.getLogger(__name__)
 
 _model_threads = 1
 
-#: The most request threads a worker gets by default (the former fixed default).
-MAX_DEFAULT_SERVER_THREADS = 32
-
-
-def default_server_threads(cpus: int) -> int:
-    """Request threads per worker by default: ``2 * cpus + 1``, at most 32.
-
-    Granian warns at start-up ("Configuration allows spawning up to N Python threads, which
-    seems quite high") when a WSGI worker's ``blocking_threads`` exceed
-    ``multiprocessing.cpu_count() * 2 + 1``, so that is the most a default may be; pass the
-    same count, :func:`multiprocessing.cpu_count` (the machine's CPUs, not this process'
-    affinity), or granian still warns in a container pinned to fewer cores. A thread holds
-    one request while the batcher scores it with others, so the threads bound how many
-    requests one worker's batch can gather: at least 3, even on one CPU, and up to 32 on
-    large machines, where more waiting threads would only be idle stacks. The defaults will
-    be chosen from measurement later (issue "Performance, round two").
-
-    :param cpus: the machine's CPU count; ``0`` or less counts as one.
-    """
-    return min(MAX_DEFAULT_SERVER_THREADS, 2 * max(1, cpus) + 1)
-
 
 def default_model_threads(workers: int) -> int:
     """An even share of this process' CPUs per worker, at least one."""
