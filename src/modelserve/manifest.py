@@ -38,6 +38,9 @@ class FeatureSpec(BaseModel):
     minimum: float | None = None
     maximum: float | None = None
     description: str | None = None
+    sample: Any = None
+    """A typical value of the feature: the example shown in ``/models/<name>`` and used in the
+    warm-up row when valid (an MLflow model's input example fills it)."""
 
     @model_validator(mode="after")
     def _bounds(self) -> FeatureSpec:
@@ -53,6 +56,7 @@ class FeatureSpec(BaseModel):
             minimum=self.minimum,
             maximum=self.maximum,
             description=self.description,
+            sample=self.sample,
         )
 
 

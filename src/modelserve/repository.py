@@ -37,6 +37,8 @@ from .manifest import MANIFEST_NAME
 from .manifest import Manifest
 from .manifest import VersionPolicy
 from .manifest import load_version_manifest
+from .mlflow import is_mlflow_model
+from .mlflow import load_mlflow_manifest
 from .runtimes.base import ArtifactSet
 from .runtimes.base import Runtime
 from .runtimes.registry import get_runtime_class
@@ -246,7 +248,7 @@ class ModelRepository:
         if not found:
             raise ModelLoadError(
                 f"No models found in {root}: expected <name>/model.yaml and/or "
-                f"<name>/<version>/<artifact> "
+                f"<name>/<version>/<artifact> (or an MLflow model folder with MLmodel) "
                 f"(artifact extensions: {', '.join(known_extensions())})"
             )
 
@@ -465,6 +467,9 @@ class ModelRepository:
             artifact, pre = source.single_file, self.settings.preprocessor
         else:
             manifest = load_version_manifest(source.model_dir, source.version_dir)
+            folder = source.version_dir or source.model_dir
+            if is_mlflow_model(folder):
+                manifest = load_mlflow_manifest(folder, manifest)
             artifact, pre = _artifact_paths(manifest, source)
         hashes = self._verify(manifest, source.model_dir, [p for p in (artifact, pre) if p])
         runtime_name = manifest.runtime or runtime_for_file(artifact)
@@ -653,9 +658,10 @@ def _safe_name(stem: str) -> str:
 
 
 def _is_model_dir(path: Path) -> bool:
-    return (path / MANIFEST_NAME).is_file() or any(
-        p.is_dir() and p.name.isdigit() for p in path.iterdir()
-    )
+    # An MLflow model folder is one version, like a manifest beside its artifact.
+    if (path / MANIFEST_NAME).is_file() or is_mlflow_model(path):
+        return True
+    return any(p.is_dir() and p.name.isdigit() for p in path.iterdir())
 
 
 def _versions_of(model_dir: Path) -> Iterator[_Source]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,90 @@ def input_layout(sk: SKLearnRuntime) -> str:
     return "columns" if by_name or not sig.numeric else "array"
 
 
+#: Estimators whose ``predict`` casts its input to float32 before comparing it with split
+#: thresholds (scikit-learn's tree ``DTYPE``). Given float32 input their graphs compare
+#: exactly the same numbers; given doubles, skl2onnx compares the unrounded value with
+#: thresholds that lie between it and its float32 rounding, and rows with short decimals
+#: (``5.2``) take the other branch. onnxruntime has no double tree ensembles either.
+FLOAT32_ESTIMATORS = frozenset(
+    {
+        "DecisionTreeClassifier",
+        "DecisionTreeRegressor",
+        "ExtraTreeClassifier",
+        "ExtraTreeRegressor",
+        "RandomForestClassifier",
+        "RandomForestRegressor",
+        "ExtraTreesClassifier",
+        "ExtraTreesRegressor",
+        "GradientBoostingClassifier",
+        "GradientBoostingRegressor",
+    }
+)
+
+
+def takes_float32(model: Any, pre: Any) -> bool:
+    """True when the graph should take float32: a bare tree model with no step before it,
+    which scikit-learn itself scores on float32 features."""
+    return (
+        pre is None and not hasattr(model, "steps") and type(model).__name__ in (FLOAT32_ESTIMATORS)
+    )
+
+
+#: Estimators whose compiled graph cannot give scikit-learn's answers on real rows, and why.
+#: Synthetic check rows rarely show it; training-like data (repeated values) does.
+UNCOMPILABLE = {
+    "KNeighborsClassifier": "k-nearest neighbours: the compiled graph orders equally distant "
+    "neighbours differently, so votes on ties differ from scikit-learn's",
+    "KNeighborsRegressor": "k-nearest neighbours: the compiled graph orders equally distant "
+    "neighbours differently, so averages on ties differ from scikit-learn's",
+}
+
+
+def _cast_before_trees(estimator: Any) -> Any:
+    """A copy of a Pipeline whose final tree model gets a float32 cast before it.
+
+    scikit-learn trees round the previous step's output to float32 before comparing it
+    with thresholds; skl2onnx compares the doubles, which takes the other branch for values
+    between a threshold and their rounding. With the cast the graph compares what
+    scikit-learn compares.
+    """
+    steps = getattr(estimator, "steps", None)
+    if not steps or type(steps[-1][1]).__name__ not in FLOAT32_ESTIMATORS:
+        return estimator
+    from skl2onnx.sklapi import CastTransformer
+    from sklearn.pipeline import Pipeline
+
+    final = steps[-1][1]
+    cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, int(final.n_features_in_))))
+    return Pipeline([*steps[:-1], ("float32", cast), steps[-1]])
+
+
+def _unnamed_boosters(estimator: Any) -> Any:
+    """A copy of ``estimator`` whose XGBoost wrappers forget their feature names.
+
+    onnxmltools reads split features only as ``f<index>``; a wrapper fitted on a DataFrame
+    names them. The graph takes columns by position either way; the served model keeps
+    its names.
+    """
+    import copy
+
+    steps = getattr(estimator, "steps", None)
+    parts = [step for _, step in steps] if steps else [estimator]
+    if not any(
+        getattr(getattr(p, "get_booster", None), "__self__", None) is not None
+        and getattr(p.get_booster(), "feature_names", None)
+        for p in parts
+        if type(p).__module__.startswith("xgboost")
+    ):
+        return estimator
+    estimator = copy.deepcopy(estimator)
+    steps = getattr(estimator, "steps", None)
+    for part in [step for _, step in steps] if steps else [estimator]:
+        if type(part).__module__.startswith("xgboost"):
+            part.get_booster().feature_names = None
+    return estimator
+
+
 #: skl2onnx input type of a feature, by feature type, in the ``columns`` layout.
 _COLUMN_TYPES = {"number": "DoubleTensorType", "integer": "Int64TensorType"}
 
@@ -126,13 +211,13 @@ _COLUMN_TYPES = {"number": "DoubleTensorType", "integer": "Int64TensorType"}
 def convert(model: Any, pre: Any, signature: Signature, layout: str = "array") -> bytes:
     """The estimator (and preprocessor) as one ONNX graph, taking doubles so that no feature
     is rounded to float32: one ``[rows, width]`` input, or in the ``columns`` layout one
-    ``[rows, 1]`` input per feature (strings as strings, integers as int64).
+    ``[rows, 1]`` input per feature (strings as strings, integers as int64). A bare tree
+    model takes float32, as scikit-learn scores it (:func:`takes_float32`).
 
     :raises NotCompiled: when skl2onnx cannot convert it.
     """
     try:
-        from skl2onnx import to_onnx
-        from skl2onnx.common import data_types
+        import skl2onnx  # noqa: F401
     except ImportError:
         raise NotCompiled("skl2onnx is not installed (pip install 'modelserve[onnx]')") from None
     from sklearn.pipeline import make_pipeline
@@ -142,27 +227,57 @@ def convert(model: Any, pre: Any, signature: Signature, layout: str = "array") -
     from ._boosters import register_booster_converters
 
     register_booster_converters()
+    float_input = layout == "array" and takes_float32(model, pre)
     estimator = make_pipeline(pre, model) if pre is not None else model
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    options = {id(final): {"zipmap": False}} if hasattr(final, "classes_") else None
+    why = UNCOMPILABLE.get(type(final).__name__)
+    if why is not None:
+        raise NotCompiled(why)
+    estimator = _cast_before_trees(_unnamed_boosters(estimator))
+    # zipmap is an option of converters with probabilities only (LinearSVC has none).
+    options = (
+        {id(final): {"zipmap": False}}
+        if hasattr(final, "classes_") and hasattr(final, "predict_proba")
+        else None
+    )
     width = len(signature.features)
     try:
-        if layout == "columns":
-            types = []
-            for f in signature.features:
-                if f.type == "boolean":
-                    raise NotCompiled(f"boolean feature {f.name!r} has no ONNX input type here")
-                kind = _COLUMN_TYPES.get(f.type, "StringTensorType")
-                types.append((f.name, getattr(data_types, kind)([None, 1])))
-            graph = to_onnx(estimator, initial_types=types, options=options)
-        else:
-            graph = to_onnx(estimator, np.zeros((1, width), dtype=np.float64), options=options)
+        with warnings.catch_warnings():
+            # Converters read fitted attributes that scikit-learn deprecates (SVC's
+            # probA_ in 1.9); that is no concern of the model's owner, and the compiled
+            # graph is checked against the model before it serves anyway.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            graph = _to_onnx(estimator, signature, layout, options, width, float_input)
     except NotCompiled:
         raise
     except Exception as exc:  # skl2onnx raises many kinds for what it does not support
         raise NotCompiled(f"skl2onnx cannot convert it: {type(exc).__name__}: {exc}") from exc
     data: bytes = graph.SerializeToString()
     return data
+
+
+def _to_onnx(
+    estimator: Any,
+    signature: Signature,
+    layout: str,
+    options: dict[int, dict[str, bool]] | None,
+    width: int,
+    float_input: bool,
+) -> Any:
+    from skl2onnx import to_onnx
+    from skl2onnx.common import data_types
+
+    if layout == "columns":
+        types = []
+        for f in signature.features:
+            if f.type == "boolean":
+                raise NotCompiled(f"boolean feature {f.name!r} has no ONNX input type here")
+            kind = _COLUMN_TYPES.get(f.type, "StringTensorType")
+            types.append((f.name, getattr(data_types, kind)([None, 1])))
+        return to_onnx(estimator, initial_types=types, options=options)
+    dtype = np.float32 if float_input else np.float64
+    return to_onnx(estimator, np.zeros((1, width), dtype=dtype), options=options)
 
 
 class AutoRuntime(Runtime):
@@ -230,6 +345,13 @@ class AutoRuntime(Runtime):
         from skl2onnx import __version__ as skl2onnx_version
 
         key = hashlib.sha256(skl2onnx_version.encode())
+        if layout == "array" and takes_float32(sk.model, sk.preprocessor):
+            key.update(b"float32")  # graphs of tree models once took doubles
+        final = sk.model.steps[-1][1] if hasattr(sk.model, "steps") else sk.model
+        if type(final).__name__ in FLOAT32_ESTIMATORS and not takes_float32(
+            sk.model, sk.preprocessor
+        ):
+            key.update(b"cast")  # and had no float32 cast before the tree
         if layout != "array":
             # The per-column graph also depends on the features' types (a manifest may set
             # them); array graphs keep the keys they always had.

@@ -162,11 +162,12 @@ class SKLearnRuntime(Runtime):
                     "The manifest's input names differ from the names the model was fitted "
                     f"with ({', '.join(str(n) for n in fitted_names)})"
                 )
-            # The manifest decides types and bounds; fitted statistics still give examples.
+            # The manifest decides types and bounds; fitted statistics give the examples it
+            # does not (an MLflow input example is the manifest's).
             # Matched by position: names are equal when fitted, x0... otherwise.
             if len(self._columns) == len(features):
                 features = tuple(
-                    dataclasses.replace(f, sample=c.sample())
+                    f if f.sample is not None else dataclasses.replace(f, sample=c.sample())
                     for f, c in zip(features, self._columns, strict=True)
                 )
         elif names is not None:

@@ -58,8 +58,14 @@ class XGBoostRuntime(BoosterRuntime):
     def _load_booster(self) -> BoosterInfo:
         path = self.artifacts.artifact
         try:
-            booster = xgboost.Booster(model_file=str(path))
-        except xgboost.core.XGBoostError as exc:
+            if path.suffix.lower() in (".json", ".ubj"):
+                booster = xgboost.Booster(model_file=str(path))
+            else:
+                # MLflow's model.xgb: XGBoost guesses a file's format from its extension and
+                # warns on others, but tells JSON from UBJSON by the bytes of a buffer.
+                booster = xgboost.Booster()
+                booster.load_model(bytearray(path.read_bytes()))
+        except (xgboost.core.XGBoostError, OSError) as exc:
             raise ModelLoadError(f"Cannot load {path.name} with xgboost: {exc}") from exc
         # One model call may use this worker's share of the cores (threads.model_threads).
         booster.set_param({"nthread": threads.model_threads()})
@@ -120,10 +126,16 @@ class XGBoostRuntime(BoosterRuntime):
         from onnxmltools.convert.common.data_types import FloatTensorType
 
         width = self.info.num_features
+        booster = self._booster
+        if booster.feature_names is not None:
+            # onnxmltools reads split features as "f<index>" only; a booster trained on a
+            # DataFrame names them. The graph takes columns by position either way.
+            booster = booster.copy()
+            booster.feature_names = None
         try:
             # float32 in: XGBoost itself scores features as float32, so no split moves.
             graph = onnxmltools.convert_xgboost(
-                self._booster, initial_types=[("input", FloatTensorType([None, width]))]
+                booster, initial_types=[("input", FloatTensorType([None, width]))]
             )
         except Exception as exc:  # onnxmltools raises many kinds for what it does not support
             raise NotCompiled(
