@@ -165,7 +165,9 @@ def test_records_hold_inputs_outputs_version_latency_and_request_id(
     assert all(r.latency_ms is not None and 0 < r.latency_ms < 5000 for r in records)
     assert records[0].request_id == "req-one"
     assert records[2].request_id == "req-v2"
-    assert records[1].request_id and len(records[1].request_id) == 32  # made up: uuid4 hex
+    assert records[1].request_id is not None  # none given: a made-up uuid4 hex
+    assert uuid.UUID(hex=records[1].request_id).version == 4
+    assert len(records[1].request_id) == 32
     assert records[0].inputs == [ROWS[0]]
     assert records[1].inputs == ROWS[50:53]
     assert records[2].inputs == ROWS[100:102]

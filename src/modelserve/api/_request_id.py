@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 from flask import g
 from flask import request
+
+from ..predlog import new_request_id
 
 
 def request_id() -> str:
@@ -14,4 +14,4 @@ def request_id() -> str:
     rid = g.get("request_id")
     if rid:
         return str(rid)
-    return request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    return request.headers.get("X-Request-ID") or new_request_id()
