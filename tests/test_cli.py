@@ -145,3 +145,84 @@ def test_dot_is_the_model_folder_it_names(
     result = runner.invoke(main, ["validate", "."])
     assert result.exit_code == 0, result.output
     assert "ok   iris v1" in result.output
+
+
+def _iris_csv(path: Path, shift: float = 0.0) -> Path:
+    trained = models.iris()
+    lines = [",".join((*models.IRIS_FEATURES, "species"))]
+    for x, label in zip(trained.x, trained.expected()[0], strict=True):
+        lines.append(",".join([str(x[0]), str(x[1] + shift), str(x[2]), str(x[3]), str(label)]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_validate_reference_writes_a_profile_next_to_the_artifact(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    root = tmp_path / "models"
+    models.write_model(root, "iris", models.iris())
+    models.write_model(root, "other", models.iris())
+    data = _iris_csv(tmp_path / "iris.csv")
+    several = runner.invoke(main, ["validate", str(root), "--reference", str(data)])
+    assert several.exit_code == 2 and "with --model" in several.output
+    result = runner.invoke(
+        main, ["validate", str(root), "--reference", str(data), "--model", "iris"]
+    )
+    assert result.exit_code == 0, result.output
+    profile = json.loads((root / "iris" / "1" / "reference.json").read_text())
+    assert profile["rows"] == 150 and profile["source"] == "iris.csv"
+    assert [f["name"] for f in profile["features"]] == list(models.IRIS_FEATURES)
+    assert profile["predictions"]["kind"] == "categorical"
+    assert sorted(profile["predictions"]["categories"]) == [0, 1, 2]
+    assert profile["artifacts"] == {
+        "1/model.joblib": models.sha256(root / "iris" / "1" / "model.joblib"),
+        "1/scaler.joblib": models.sha256(root / "iris" / "1" / "scaler.joblib"),
+    }
+
+    (tmp_path / "bad.csv").write_text("sepal_length,sepal_width\n1,2\n")
+    bad = runner.invoke(
+        main, ["validate", str(root), "--reference", str(tmp_path / "bad.csv"), "--model", "iris"]
+    )
+    assert bad.exit_code == 2 and "no column(s) petal_length, petal_width" in bad.output
+    (tmp_path / "word.csv").write_text(",".join(models.IRIS_FEATURES) + "\n1,2,x,4\n")
+    word = runner.invoke(
+        main, ["validate", str(root), "--reference", str(tmp_path / "word.csv"), "--model", "iris"]
+    )
+    assert (
+        word.exit_code == 2
+        and "word.csv line 2, column petal_length: 'x' is not a number" in word.output
+    )
+
+
+def test_drift_command_reports_the_logged_traffic(runner: CliRunner, tmp_path: Path) -> None:
+    from modelserve.api._handlers import EXTENSION_KEY
+    from modelserve.app import create_app
+    from modelserve.settings import ServerSettings
+
+    root = tmp_path / "models"
+    models.write_model(root, "iris", models.iris())
+    result = runner.invoke(
+        main, ["validate", str(root), "--reference", str(_iris_csv(tmp_path / "a.csv"))]
+    )
+    assert result.exit_code == 0, result.output
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    app = create_app(ServerSettings(profile="testing", model_path=root, prediction_log=url))
+    trained = models.iris()
+    shifted = [
+        {**models.features_of(trained, x), "sepal_width": float(x[1]) + 2} for x in trained.x
+    ]
+    assert app.test_client().post("/predict_batch", json={"instances": shifted}).status_code == 200
+    app.extensions[EXTENSION_KEY].log.close()
+
+    report = runner.invoke(main, ["drift", str(root), "--log", url, "--window", "600"])
+    assert report.exit_code == 0, report.output
+    lines = {
+        line.split()[0]: line for line in report.output.splitlines()[1:] if line.startswith("  ")
+    }
+    assert "150 row(s) in 1 logged request(s) over the last 600 s" in report.output
+    assert lines["sepal_width"].endswith("DRIFT")
+    assert not lines["petal_length"].endswith("DRIFT")
+    as_json = runner.invoke(main, ["drift", str(root), "--log", url, "--json"])
+    assert json.loads(as_json.stdout)["drifted"] == ["sepal_width"]
+
+    assert runner.invoke(main, ["drift", str(root)]).exit_code == 2  # no log named

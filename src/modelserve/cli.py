@@ -173,16 +173,106 @@ def demo_command(models_dir: Path, no_serve: bool, host: str | None, port: int |
     is_flag=True,
     help="Write the inferred signature and sha256 pins into model.yaml.",
 )
-def validate_command(path: Path, preprocessor: Path | None, write_manifest: bool) -> None:
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV of reference data (header = feature names): write the drift reference "
+    "profile (reference.json) of the model's default version.",
+)
+@click.option("--model", "model_name", default=None, help="The model --reference is for.")
+def validate_command(
+    path: Path,
+    preprocessor: Path | None,
+    write_manifest: bool,
+    reference: Path | None,
+    model_name: str | None,
+) -> None:
     """Load every model under PATH, check hashes, and run a sample prediction on each."""
     from .validate import validate_repository
 
     settings = _settings(model_path=path, preprocessor=preprocessor, profile="testing")
     try:
-        ok = validate_repository(settings, write_manifest, click.echo)
+        ok = validate_repository(settings, write_manifest, click.echo, reference, model_name)
     except ModelServeError as exc:
         _fail(exc.message, 2)
     sys.exit(0 if ok else 1)
+
+
+@main.command("drift")
+@_path_arg
+@click.option(
+    "--log",
+    "log_url",
+    default=None,
+    help="The prediction log: sqlite:///PATH.db, postgresql://... or a file path "
+    "[default: MODELSERVE_PREDICTION_LOG].",
+)
+@click.option("--table", default=None, help="The log's table [default: modelserve_predictions].")
+@click.option("--model", "model_name", default=None, help="Which model, when PATH holds several.")
+@click.option("--version", "version", type=int, default=None, help="Which version [default].")
+@click.option("--window", type=float, default=3600.0, show_default=True, help="Seconds of traffic.")
+@click.option(
+    "--threshold", type=float, default=None, help="PSI that flags a feature [default: 0.2]."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+def drift_command(
+    path: Path,
+    log_url: str | None,
+    table: str | None,
+    model_name: str | None,
+    version: int | None,
+    window: float,
+    threshold: float | None,
+    as_json: bool,
+) -> None:
+    """Compare the traffic logged for a model of PATH with its reference profile.
+
+    Prints the population stability index of each feature and of the predictions (the
+    same report as GET /models/<name>/drift); exits 0 whatever it finds.
+    """
+    from .drift import drift_report
+    from .predlog import PredictionStore
+    from .service import InferenceService
+
+    settings = _settings(
+        model_path=path,
+        profile="testing",
+        prediction_log_table=table,
+        drift_psi_threshold=threshold,
+    )
+    url = log_url or settings.prediction_log
+    if not url:
+        _fail("no prediction log: pass --log URL or set MODELSERVE_PREDICTION_LOG", 2)
+        return
+    if window <= 0:
+        _fail("--window must be more than 0 seconds", 2)
+    try:
+        store = PredictionStore(url, settings.prediction_log_table)
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+    try:
+        service = InferenceService(settings)
+        service.load()
+        sv = service.resolve(model_name or service.default_name(), version)
+        report = drift_report(sv.model, store, window, settings.drift_psi_threshold)
+    except ModelServeError as exc:
+        _fail(exc.message, 1)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(
+        f"{report['model']} v{report['version']}: {report['rows']} row(s) in "
+        f"{report['records']} logged request(s) over the last {window:g} s "
+        f"(threshold {report['threshold']:g})"
+    )
+    scored = [*report["features"], *([report["predictions"]] if report["predictions"] else [])]
+    for item in scored:
+        value = "n/a" if item["psi"] is None else f"{item['psi']:.4f}"
+        flag = "  DRIFT" if item["drifted"] else ""
+        click.echo(f"  {item['name']:<24} psi {value}{flag}")
 
 
 @main.command("optimize")

@@ -114,3 +114,26 @@ class ServerBusy(ModelServeError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ReferenceNotFound(ModelServeError):
+    """A model version has no reference profile (``reference.json``) to compare traffic with."""
+
+    def __init__(self, name: str, version: int) -> None:
+        super().__init__(
+            f"Model {name!r} version {version} has no reference profile: build one with "
+            "`modelserve validate PATH --reference data.csv` (it writes reference.json next to "
+            "the artifact)"
+        )
+        self.name = name
+        self.version = version
+
+
+class PredictionLogOff(ModelServeError):
+    """A report needs the prediction log, and the server keeps none."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The prediction log is off, so there is no traffic to compare: set "
+            "MODELSERVE_PREDICTION_LOG to a SQLite file or a PostgreSQL URL"
+        )

@@ -177,6 +177,28 @@ class ServerSettings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    prediction_log: str | None = None
+    """Log sampled predictions (inputs, outputs, version, latency, request id) to a database:
+    ``sqlite:///PATH.db`` or a plain file path (SQLite, one file per server), or
+    ``postgresql://USER@HOST/DB`` (several replicas). Unset: off. Needs the ``predlog`` extra."""
+
+    prediction_log_sample: float = Field(default=1.0, ge=0, le=1)
+    """Share of answered requests the prediction log keeps (``0.1`` = one in ten)."""
+
+    prediction_log_queue: int = Field(default=10_000, ge=1)
+    """Most records waiting per worker for the log's writer; more are dropped and counted,
+    so a slow database never slows or fails a request."""
+
+    prediction_log_table: str = "modelserve_predictions"
+    """The prediction log's table (created if missing)."""
+
+    prediction_log_flush_seconds: float = Field(default=1.0, gt=0)
+    """Longest the writer gathers records into one insert (bigger: fewer transactions)."""
+
+    drift_psi_threshold: float = Field(default=0.2, gt=0)
+    """Population stability index above which the drift report flags a feature (0.1: a
+    moderate shift, 0.2: a significant one, by the usual rule of thumb)."""
+
     @model_validator(mode="after")
     def _profile_defaults(self) -> ServerSettings:
         if self.profile == "development" and "debug" not in self.model_fields_set:

@@ -6,6 +6,7 @@ from flask import Flask
 
 from ..service import InferenceService
 from . import _connection
+from . import drift
 from . import errors
 from . import ops
 from . import predict
@@ -27,3 +28,4 @@ def init_app(app: Flask, service: InferenceService) -> None:
     app.register_blueprint(ops.bp)
     app.register_blueprint(predict.bp)
     app.register_blueprint(v2.bp)
+    app.register_blueprint(drift.bp)

@@ -8,10 +8,13 @@ from flask import current_app
 
 from ..admin import RepositoryAdmin
 from ..listing import ModelListing
+from ..predlog import PredictionLog
+from ..predlog import create_prediction_log
 from ..protocols.images import ImageProtocol
 from ..protocols.seed import SeedProtocol
 from ..protocols.v2 import V2Protocol
 from ..service import InferenceService
+from ._request_id import request_id
 
 EXTENSION_KEY = "modelserve.handlers"
 
@@ -26,17 +29,21 @@ class Handlers:
     v2: V2Protocol
     admin: RepositoryAdmin
     listing: ModelListing
+    log: PredictionLog | None = None
+    """The prediction log the protocols hand sampled answers to (``None``: off)."""
 
     @classmethod
     def create(cls, service: InferenceService) -> Handlers:
         images = ImageProtocol(service)
+        log = create_prediction_log(service.settings, request_id)
         return cls(
             service=service,
-            seed=SeedProtocol(service),
+            seed=SeedProtocol(service, log),
             images=images,
-            v2=V2Protocol(service, images),
+            v2=V2Protocol(service, images, log),
             admin=RepositoryAdmin(service),
             listing=ModelListing(service),
+            log=log,
         )
 
 

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 #: Resolved by walking the exception's MRO, so a subclass inherits its parent's status.
 STATUS_BY_ERROR: dict[type[errors.ModelServeError], int] = {
     errors.ModelNotFound: 404,
+    errors.ReferenceNotFound: 404,
+    errors.PredictionLogOff: 409,
     errors.UnsupportedMediaType: 415,
     errors.PayloadTooLarge: 413,
     errors.InvalidInput: 400,

@@ -3,6 +3,8 @@ probabilities out, through the version's :class:`~modelserve.codecs.seed.SeedCod
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING
 from typing import Any
 
 from ..codecs.seed import SeedCodec
@@ -12,15 +14,20 @@ from ..service import InferenceService
 from ..serving import ServedVersion
 from ..types import TABULAR_INPUT
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..predlog import PredictionLog
+
 
 class SeedProtocol:
     """Score JSON objects of named features on tabular models.
 
     :param service: the service whose models it scores.
+    :param log: where sampled answers are logged; ``None``: not logged.
     """
 
-    def __init__(self, service: InferenceService) -> None:
+    def __init__(self, service: InferenceService, log: PredictionLog | None = None) -> None:
         self._service = service
+        self._log = log
 
     def predict_one(self, name: str | None, version: int | None, body: bytes) -> dict[str, Any]:
         """Score one JSON object of named features (the seed's ``/predict``)."""
@@ -33,6 +40,8 @@ class SeedProtocol:
     def _predict(
         self, name: str | None, version: int | None, body: bytes, batch: bool
     ) -> dict[str, Any]:
+        log = self._log
+        started = time.perf_counter() if log is not None else 0.0
         sv = self._service.acquire(name, version)
         try:
             codec = tabular_codec(sv)
@@ -53,6 +62,8 @@ class SeedProtocol:
             sv.leave()
         out["model"] = sv.name
         out["version"] = sv.label
+        if log is not None:
+            log.record(sv.name, sv.version, sv.signature, x, out, started)
         return out
 
 

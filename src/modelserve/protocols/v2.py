@@ -3,7 +3,9 @@ version's :class:`~modelserve.codecs.v2.V2Codec`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import Any
 
 from ..codecs.encoded import decode_base64_image
@@ -14,7 +16,12 @@ from ..errors import InferenceError
 from ..errors import ModelNotFound
 from ..service import InferenceService
 from ..serving import ServedVersion
+from ..types import TABULAR_INPUT
+from ..types import TensorDict
 from .images import ImageProtocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..predlog import PredictionLog
 
 
 class V2Protocol:
@@ -22,11 +29,15 @@ class V2Protocol:
 
     :param service: the service whose models it serves.
     :param images: how encoded images sent as ``BYTES`` tensors are decoded and scored.
+    :param log: where sampled answers of tabular models are logged; ``None``: not logged.
     """
 
-    def __init__(self, service: InferenceService, images: ImageProtocol) -> None:
+    def __init__(
+        self, service: InferenceService, images: ImageProtocol, log: PredictionLog | None = None
+    ) -> None:
         self._service = service
         self._images = images
+        self._log = log
 
     def server_ready(self) -> bool:
         """Server readiness: every model has a loaded version."""
@@ -72,6 +83,9 @@ class V2Protocol:
         :returns: the response body and the length of its JSON header when it carries binary
             outputs (``Inference-Header-Content-Length``), else ``None``.
         """
+        log = self._log
+        started = time.perf_counter() if log is not None else 0.0
+        inputs: TensorDict | None = None
         sv = self._service.acquire(name, version)
         try:
             request = decode_request(body, header_length)
@@ -80,7 +94,8 @@ class V2Protocol:
             if images is not None:
                 result = self._images.infer(sv, images, wanted)
             else:
-                result = sv.infer(sv.v2.model_inputs(request.inputs), wanted)
+                inputs = sv.v2.model_inputs(request.inputs)
+                result = sv.infer(inputs, wanted)
         finally:
             sv.leave()
         binary = (
@@ -91,6 +106,8 @@ class V2Protocol:
         missing = [n for n in wanted if n not in result]
         if missing:
             raise InferenceError(f"The model did not produce output(s) {', '.join(missing)}")
+        if log is not None and inputs is not None and sv.signature.kind == "tabular":
+            log.record(sv.name, sv.version, sv.signature, inputs[TABULAR_INPUT], result, started)
         return encode_response(
             sv.name, sv.label, request.id, [(n, result[n], binary[n]) for n in wanted]
         )
