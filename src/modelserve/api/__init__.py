@@ -7,6 +7,7 @@ from flask import Flask
 from ..service import InferenceService
 from . import _connection
 from . import errors
+from . import limits
 from . import ops
 from . import predict
 from . import v2
@@ -27,3 +28,5 @@ def init_app(app: Flask, service: InferenceService) -> None:
     app.register_blueprint(ops.bp)
     app.register_blueprint(predict.bp)
     app.register_blueprint(v2.bp)
+    # Last: counts requests by the principal that authentication (a hook before it) found.
+    limits.init_app(app, service.settings)
