@@ -161,3 +161,22 @@ def test_a_feature_named_instances_is_still_a_feature() -> None:
     sig = Signature(features=(Feature("instances", "number"),), task="regression")
     codec = SeedCodec(sig, allow_extra=False, max_rows=1000)
     assert codec.decode_one({"instances": 2.0}).tolist() == [[2.0]]
+
+
+def test_string_features_longer_than_the_limit_are_refused() -> None:
+    codec = SeedCodec(
+        Signature(features=(Feature("city", "string"), Feature("n")), task="regression"),
+        allow_extra=False,
+        max_rows=10,
+        max_string_length=5,
+    )
+    assert codec.decode_one({"city": "Paris", "n": 1}).tolist() == [["Paris", 1]]
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_one({"city": "Paris!" * 1000, "n": 1})
+    assert info.value.details == [
+        {"path": "city", "message": "is longer than 5 characters (MODELSERVE_MAX_STRING_LENGTH)"}
+    ]
+    assert "Paris!" not in info.value.message  # the long value is not echoed back
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_batch({"instances": [["Oslo", 1], ["Reykjavik", 2]]})
+    assert info.value.details[0]["path"] == "instances[1][0]"

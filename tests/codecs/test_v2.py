@@ -383,3 +383,17 @@ def test_an_empty_batch_is_refused(signature: Signature, inputs: list[RequestInp
     with pytest.raises(InvalidInput, match="no rows") as info:
         V2Codec(signature).model_inputs(inputs)
     assert info.value.details[0] == {"path": "inputs[0].shape", "message": "has 0 rows"}
+
+
+def test_v2_string_features_longer_than_the_limit_are_refused() -> None:
+    sig = Signature(features=(Feature("city", "string"), Feature("n")), task="regression")
+    codec = V2Codec(sig, max_string_length=5)
+    ok = [
+        _tensor("city", "BYTES", np.array([b"Paris"], dtype=object)),
+        _tensor("n", "FP32", np.array([1.0], dtype=np.float32)),
+    ]
+    assert codec.model_inputs(ok)["input"].tolist() == [["Paris", 1.0]]
+    with pytest.raises(InvalidInput, match="longer than 5 characters"):
+        codec.model_inputs(
+            [_tensor("input", "BYTES", np.array([["Reykjavik", "2"]], dtype=object))]
+        )

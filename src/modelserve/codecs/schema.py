@@ -19,9 +19,14 @@ from ..types import Signature
 _JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
 
 
-def feature_schema(feature: Feature) -> dict[str, Any]:
-    """The JSON Schema of one feature value."""
+def feature_schema(feature: Feature, max_string_length: int | None = None) -> dict[str, Any]:
+    """The JSON Schema of one feature value.
+
+    :param max_string_length: the longest value a string feature may have.
+    """
     schema: dict[str, Any] = {"type": _JSON_TYPES[feature.type]}
+    if feature.type == "string" and max_string_length is not None:
+        schema["maxLength"] = max_string_length
     if feature.enum is not None:
         schema["enum"] = list(feature.enum)
     if feature.minimum is not None:
@@ -33,24 +38,26 @@ def feature_schema(feature: Feature) -> dict[str, Any]:
     return schema
 
 
-def object_schema(signature: Signature, allow_extra: bool) -> dict[str, Any]:
+def object_schema(
+    signature: Signature, allow_extra: bool, max_string_length: int | None = None
+) -> dict[str, Any]:
     """Schema of one instance given as an object of named features."""
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",
-        "properties": {f.name: feature_schema(f) for f in signature.features},
+        "properties": {f.name: feature_schema(f, max_string_length) for f in signature.features},
         "required": signature.feature_names,
         "additionalProperties": allow_extra,
     }
 
 
-def array_schema(signature: Signature) -> dict[str, Any]:
+def array_schema(signature: Signature, max_string_length: int | None = None) -> dict[str, Any]:
     """Schema of one instance given as a list of values in feature order."""
     n = len(signature.features)
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "array",
-        "items": [feature_schema(f) for f in signature.features],
+        "items": [feature_schema(f, max_string_length) for f in signature.features],
         "minItems": n,
         "maxItems": n,
         "additionalItems": False,
@@ -67,6 +74,11 @@ def _describe(error: ValidationError, prefix: str) -> dict[str, str]:
         missing = error.message.split("'")[1] if "'" in error.message else ""
         path = f"{path}.{missing}" if path else missing
         message = "is required"
+    elif error.validator == "maxLength":
+        # Not jsonschema's message: it quotes the whole (long) string back.
+        message = (
+            f"is longer than {error.validator_value} characters (MODELSERVE_MAX_STRING_LENGTH)"
+        )
     elif error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         return {"path": path or "(root)", "message": f"unexpected field(s): {', '.join(extra)}"}

@@ -27,6 +27,7 @@ from ..types import Signature
 from ..types import Tensor
 from ..types import TensorDict
 from ..types import TensorSpec
+from .seed import parse_json
 
 #: V2 datatype -> numpy dtype. ``BYTES`` tensors are object arrays of ``bytes`` or ``str``.
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -104,10 +105,13 @@ class InferenceRequest:
     """``parameters.binary_data_output``: the default for outputs not listed explicitly."""
 
 
-def decode_request(body: bytes, header_length: int | None = None) -> InferenceRequest:
+def decode_request(
+    body: bytes, header_length: int | None = None, max_depth: int | None = None
+) -> InferenceRequest:
     """Parse a V2 request body, JSON only or JSON header + binary tensors.
 
     :param header_length: the ``Inference-Header-Content-Length`` header, when present.
+    :param max_depth: the deepest nesting of the JSON header allowed.
     :raises InvalidInput: naming the input and what is wrong with it.
     """
     if header_length is None:
@@ -121,10 +125,7 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
         header, rest = body[:header_length], body[header_length:]
     if not header:
         raise InvalidInput("The request body is empty; send a V2 inference request")
-    try:
-        payload = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"Malformed JSON: {exc}") from None
+    payload = parse_json(header, max_depth)
     if not isinstance(payload, dict):
         raise InvalidInput("A V2 inference request must be a JSON object")
     raw_inputs = payload.get("inputs")
@@ -480,9 +481,15 @@ class V2Codec:
     (MLServer-style columns); other models take their ``tensor_inputs`` by name.
     """
 
-    def __init__(self, signature: Signature, max_rows: int | None = None) -> None:
+    def __init__(
+        self,
+        signature: Signature,
+        max_rows: int | None = None,
+        max_string_length: int | None = None,
+    ) -> None:
         self.signature = signature
         self.max_rows = max_rows
+        self.max_string_length = max_string_length
         self.tabular = signature.kind == "tabular" and not signature.tensor_inputs
         if self.tabular:
             self.inputs, self.outputs = tabular_specs(signature)
@@ -607,7 +614,19 @@ class V2Codec:
                     raise InvalidInput(
                         f"Input {tensor.name!r}: a numeric feature is not a number ({exc})"
                     ) from None
+            self._check_string_length(tensor.name, table[:, ~numeric])
         return table
+
+    def _check_string_length(self, name: str, strings: Tensor) -> None:
+        limit = self.max_string_length
+        if limit is None or not strings.size:
+            return
+        longest = max((len(v) for v in strings.ravel().tolist() if isinstance(v, str)), default=0)
+        if longest > limit:
+            raise InvalidInput(
+                f"Input {name!r}: a string feature is longer than {limit} characters "
+                "(MODELSERVE_MAX_STRING_LENGTH)"
+            )
 
     # -- tensors ---------------------------------------------------------------------------
 
