@@ -221,3 +221,43 @@ def test_the_storage_recovers(
         assert post(client, "/predict").status_code == 503
     assert [post(client, "/predict").status_code for _ in range(2)] == [200, 429]
     assert any("reachable again" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("given", "storage", "warned"),
+    [
+        ({"workers": 2}, "memory://", True),
+        ({"workers": 2, "redis_url": "redis://10.1.2.3:6379/2"}, "redis://10.1.2.3:6379/2", False),
+        ({"workers": 2, "cache_backend": "redis"}, "redis://127.0.0.1:6379/0", False),
+        ({"workers": 1, "redis_url": "redis://10.1.2.3:6379/2"}, "memory://", False),
+        ({"workers": 4, "rate_limit_storage": "memory://"}, "memory://", True),
+    ],
+)
+def test_storage_default_and_the_per_process_warning(
+    repo: Path, caplog: pytest.LogCaptureFixture, given: dict[str, Any], storage: str, warned: bool
+) -> None:
+    from modelserve.server import preflight
+
+    settings = ServerSettings(model_path=repo, secret_key="k" * 32, rate_limit="10/minute", **given)
+    assert settings.rate_limit_storage == storage
+    with caplog.at_level(logging.WARNING, logger="modelserve.server"):
+        assert preflight(settings) == []
+    lines = [r.getMessage() for r in caplog.records if "counted per worker" in r.getMessage()]
+    assert len(lines) == (1 if warned else 0)
+    # Off: nothing to warn about, whatever the storage.
+    caplog.clear()
+    preflight(settings.model_copy(update={"rate_limit": None}))
+    assert not [r for r in caplog.records if "counted per worker" in r.getMessage()]
+
+
+def test_bad_limits_name_their_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelserve.errors import ConfigError
+    from modelserve.settings import load_settings
+
+    monkeypatch.setenv("MODELSERVE_RATE_LIMIT_BATCH", "lots")
+    with pytest.raises(ConfigError, match="MODELSERVE_RATE_LIMIT_BATCH: .*100/minute"):
+        load_settings()
+    monkeypatch.delenv("MODELSERVE_RATE_LIMIT_BATCH")
+    monkeypatch.setenv("MODELSERVE_RATE_LIMIT_STORAGE", "memcached://x")
+    with pytest.raises(ConfigError, match="MODELSERVE_RATE_LIMIT_STORAGE"):
+        load_settings()
