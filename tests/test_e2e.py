@@ -9,7 +9,9 @@ import joblib
 import numpy as np
 import pytest
 import requests
+from click.testing import CliRunner
 
+from modelserve.cli import main
 from modelserve.demo import train_demo_models
 
 from . import models
@@ -81,9 +83,11 @@ def test_single_file_with_separate_scaler(
     trained = models.iris()
     joblib.dump(trained.model, tmp_path / "trained_model.pkl")
     joblib.dump(trained.preprocessor, tmp_path / "scaler.pkl")
-    server = live_server(
-        [str(tmp_path / "trained_model.pkl"), "--preprocessor", str(tmp_path / "scaler.pkl")]
-    )
+    files = [str(tmp_path / "trained_model.pkl"), "--preprocessor", str(tmp_path / "scaler.pkl")]
+    # The README's two commands: pin the pickles (production refuses unpinned ones), serve.
+    pinned = CliRunner().invoke(main, ["validate", *files, "--write-manifest"])
+    assert pinned.exit_code == 0, pinned.output
+    server = live_server(files)
     x = trained.x[[5, 75, 145]]
     resp = requests.post(
         server.url + "/predict_batch", json={"instances": x.tolist()}, timeout=5

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from . import models
 from .conftest import SRC
@@ -224,8 +225,11 @@ def test_worker_that_cannot_boot_stops_the_server(
     """The preflight checks manifests and hashes only; an artifact that is pinned but cannot
     be unpickled fails in the worker, and must stop the server, not loop respawning it."""
     root = tmp_path / "models"
-    models.write_model(root, "iris", models.iris(), pin=False)
-    (root / "iris" / "1" / "model.joblib").write_bytes(b"not a pickle")
+    model_dir = models.write_model(root, "iris", models.iris(), pin=False)
+    (model_dir / "1" / "model.joblib").write_bytes(b"not a pickle")
+    pins = {f"1/{f}": models.sha256(model_dir / "1" / f) for f in ("model.joblib", "scaler.joblib")}
+    manifest = yaml.safe_load((model_dir / "model.yaml").read_text())
+    (model_dir / "model.yaml").write_text(yaml.safe_dump({**manifest, "sha256": pins}))
     started = time.monotonic()
     server = live_server([str(root), "--workers", "2", "--server", server_name], ready=False)
     assert server.proc.wait(timeout=60) == 3

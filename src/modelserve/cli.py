@@ -92,6 +92,12 @@ def main() -> None:
     help="Seconds between model repository scans for hot reload; 0 = off [default: 5].",
 )
 @click.option(
+    "--trust-pickles",
+    is_flag=True,
+    default=None,
+    help="Load pickle/joblib files whose sha256 is not pinned (they run code when loaded).",
+)
+@click.option(
     "--dev", is_flag=True, help="Flask's development server with the reloader (local only)."
 )
 def serve_command(
@@ -105,6 +111,7 @@ def serve_command(
     default_model: str | None,
     server: str | None,
     poll_interval: float | None,
+    trust_pickles: bool | None,
     dev: bool,
 ) -> None:
     """Serve PATH: a model repository folder, one model folder, or one model file.
@@ -123,6 +130,7 @@ def serve_command(
         default_model=default_model,
         server=server,
         poll_interval=poll_interval,
+        trust_pickles=trust_pickles,
         profile="development" if dev else None,
     )
     _serve(settings, dev)

@@ -66,6 +66,7 @@ class ModelListing:
         sv = service.resolve(name, version)
         model = service.find_model(sv.name)
         sig = sv.signature
+        longest = service.settings.max_string_length
         allow_extra = service.settings.allow_extra_fields
         body = {
             "name": sv.name,
@@ -80,8 +81,8 @@ class ModelListing:
             "runtime": sv.runtime.describe(),
             "sha256": sv.model.hashes,
             "cache": sv.cache.stats() if sv.cache is not None else None,
-            "input_schema": object_schema(sig, allow_extra),
-            "input_schema_array": array_schema(sig),
+            "input_schema": object_schema(sig, allow_extra, longest),
+            "input_schema_array": array_schema(sig, longest),
             "example": sig.example(),
         }
         if sig.kind == "image":

@@ -236,6 +236,10 @@ class Manifest(BaseModel):
     trusted_types: list[str] = Field(default_factory=list)
     """skops only: extra types to trust when loading a ``.skops`` file."""
 
+    trust: bool = False
+    """Load this model's pickle/joblib files in production although their sha256 is not
+    pinned (they run code when loaded); pinning them is the better way."""
+
     batching: BatchingSpec | None = None
     """Adaptive batching for this model (``max_batch_size: 1`` turns it off)."""
 

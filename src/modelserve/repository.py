@@ -28,6 +28,7 @@ from typing import Literal
 
 import orjson
 
+from . import trust
 from .errors import IntegrityError
 from .errors import ModelLoadError
 from .errors import ModelNotFound
@@ -463,20 +464,38 @@ class ModelRepository:
             attached to the error's version by :meth:`load_version`.
         """
         manifest = Manifest()
+        root = self.root.resolve()
         if source.single_file is not None:
             artifact, pre = source.single_file, self.settings.preprocessor
+            manifest = _pins_beside(artifact)
+            inside = [artifact]  # --preprocessor names its file explicitly: anywhere
+            root = root.parent
+            pin_target = f"{artifact}" + (f" --preprocessor {pre}" if pre else "")
         else:
             manifest = load_version_manifest(source.model_dir, source.version_dir)
             folder = source.version_dir or source.model_dir
             if is_mlflow_model(folder):
                 manifest = load_mlflow_manifest(folder, manifest)
             artifact, pre = _artifact_paths(manifest, source)
-        hashes = self._verify(manifest, source.model_dir, [p for p in (artifact, pre) if p])
+            inside = [p for p in (artifact, pre) if p]
+            pin_target = str(source.model_dir)
+        for path in inside:  # before a byte is read: no symlink or '..' leads out
+            trust.check_inside(path, root)
+        files = [p for p in (artifact, pre) if p]
+        hashes = self._verify(manifest, source.model_dir, files)
         runtime_name = manifest.runtime or runtime_for_file(artifact)
         if runtime_name is None:
             raise ModelLoadError(
                 f"Cannot tell which runtime loads {artifact.name}: set runtime in model.yaml"
             )
+        # The preprocessor is always read by scikit-learn's loader (pickle unless .skops).
+        unpickled = [
+            _pin_key(path, source.model_dir)
+            for path in files
+            if trust.unpickles(path, runtime_name if path == artifact else "sklearn")
+        ]
+        unpinned = [key for key in unpickled if key not in manifest.sha256]
+        trust.check_pickles(self.settings, manifest.trust, unpinned, Path(pin_target))
         artifacts = ArtifactSet(artifact=artifact, preprocessor=pre, manifest=manifest)
         return _Prepared(manifest, artifacts, hashes, runtime_name)
 
@@ -635,6 +654,7 @@ def _fingerprint(source: _Source, preprocessor: Path | None) -> tuple[Any, ...]:
     """Cheap identity of a version's files on disk: (name, size, mtime) of each."""
     if source.single_file is not None:
         paths = [source.single_file] + ([preprocessor] if preprocessor else [])
+        paths.append(source.single_file.parent / MANIFEST_NAME)  # its pins
     else:
         folder = source.version_dir or source.model_dir
         paths = [source.model_dir / MANIFEST_NAME]
@@ -683,14 +703,31 @@ def _versions_of(model_dir: Path) -> Iterator[_Source]:
 
 
 def _pin_key(path: Path, model_dir: Path) -> str:
-    try:
-        return path.resolve().relative_to(model_dir.resolve()).as_posix()
-    except ValueError:
-        return path.name
+    # The path as the repository names it: a symlink inside the repository keeps the key of
+    # the place it is linked from (``1/model.joblib``), wherever its target lives.
+    for candidate, base in ((path, model_dir), (path.resolve(), model_dir.resolve())):
+        try:
+            return candidate.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return path.name
+
+
+def _pins_beside(single_file: Path) -> Manifest:
+    """The sha256 pins and trust flag of the ``model.yaml`` beside a single model file (what
+    ``modelserve validate FILE --write-manifest`` writes); nothing else of it applies."""
+    if not (single_file.parent / MANIFEST_NAME).is_file():
+        return Manifest()
+    found = load_version_manifest(single_file.parent, None)
+    return Manifest(sha256=found.sha256, trust=found.trust)
 
 
 def _artifact_paths(manifest: Manifest, source: _Source) -> tuple[Path, Path | None]:
     folder = source.version_dir or source.model_dir
+    for field_name in ("artifact", "preprocessor"):
+        value = getattr(manifest, field_name)
+        if value:
+            trust.check_relative(value, field_name, folder)
     pre = None
     if manifest.preprocessor:
         pre = folder / manifest.preprocessor

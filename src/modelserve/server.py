@@ -59,6 +59,14 @@ GUNICORN_LIMITS: dict[str, int] = {
 def preflight(settings: ServerSettings) -> list[str]:
     """Check settings, manifests and hashes; return the problems (empty when all is well)."""
     settings.check_safe()
+    if settings.rate_limits_per_process():  # here: once per server, not once per worker
+        logger.warning(
+            "rate limits are counted per worker (MODELSERVE_RATE_LIMIT_STORAGE=memory://): "
+            "%d workers let up to %d times each limit through; set "
+            "MODELSERVE_RATE_LIMIT_STORAGE=redis://... (or MODELSERVE_REDIS_URL) to share them",
+            settings.workers,
+            settings.workers,
+        )
     versions = ModelRepository(settings).check()
     problems = [f"{v.name} v{v.version}: {v.error}" for v in versions if v.error]
     if problems and len(problems) == len(versions):
@@ -278,6 +286,8 @@ def worker_app(settings: ServerSettings, boot_failure_file: str | None = None) -
 
 def granian_options(settings: ServerSettings) -> dict[str, Any]:
     """The granian settings modelserve uses (WSGI calls run on ``threads`` blocking threads)."""
+    from granian.http import HTTP1Settings
+
     return {
         "factory": True,
         "websockets": False,
@@ -294,6 +304,9 @@ def granian_options(settings: ServerSettings) -> dict[str, Any]:
         "respawn_interval": _RESPAWN_INTERVAL,
         # The drain runs before granian's stop: together they stay within graceful_timeout.
         "workers_kill_timeout": max(1, int(settings.graceful_timeout - workers.DRAIN_SECONDS)),
+        # granian has no per-request timeout; what it can bound is a client that is slow to
+        # send its request head (README, "Limits"). At most 60 s: granian's own maximum.
+        "http1_settings": HTTP1Settings(header_read_timeout=min(settings.timeout, 60) * 1000),
     }
 
 

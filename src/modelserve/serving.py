@@ -68,11 +68,16 @@ class ServedVersion:
         self.label = str(model.version)
         sig = model.signature
         self.seed: SeedCodec | None = (
-            SeedCodec(sig, settings.allow_extra_fields, settings.max_batch_rows)
+            SeedCodec(
+                sig,
+                settings.allow_extra_fields,
+                settings.max_batch_rows,
+                settings.max_string_length,
+            )
             if sig.kind == "tabular"
             else None
         )
-        self.v2 = V2Codec(sig, settings.max_batch_rows)
+        self.v2 = V2Codec(sig, settings.max_batch_rows, settings.max_string_length)
         self.image_spec = _image_spec(sig)
         self.images: ImageTransform | None = (
             _image_transform(self.image_spec, model) if self.image_spec is not None else None

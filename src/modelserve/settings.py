@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field
 from pydantic import SecretStr
 from pydantic import ValidationError
+from pydantic import field_validator
 from pydantic import model_validator
 from pydantic_settings import BaseSettings
 from pydantic_settings import PydanticBaseSettingsSource
@@ -30,6 +31,11 @@ Profile = Literal["development", "production", "testing"]
 #: The secret key every non-production profile gets; production refuses to run with it.
 DEFAULT_SECRET_KEY = "modelserve-insecure-development-key"
 SETTINGS_FILE_ENV = "MODELSERVE_SETTINGS_FILE"
+
+#: The route classes that have a rate limit each (``MODELSERVE_RATE_LIMIT_<CLASS>``).
+RATE_LIMIT_CLASSES = ("predict", "batch", "image", "admin")
+#: Values of a per-class rate limit that exempt the class from ``MODELSERVE_RATE_LIMIT``.
+RATE_LIMIT_OFF = frozenset({"off", "none", ""})
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -199,10 +205,101 @@ class ServerSettings(BaseSettings):
     """Population stability index above which the drift report flags a feature (0.1: a
     moderate shift, 0.2: a significant one, by the usual rule of thumb)."""
 
+    # -- rate limits, safe loading, request limits (issue 16) -------------------------------
+
+    rate_limit: str | None = None
+    """Requests each client may send to every rate-limited route class, in Flask-Limiter's
+    notation (``100/minute``, ``10/second;1000/hour``). Unset (the default): no limit, and
+    no per-request cost at all. Clients are told apart by API key, else by IP address."""
+
+    rate_limit_predict: str | None = None
+    """Overrides ``rate_limit`` for single predictions (``/predict``, V2 ``infer``);
+    ``off`` exempts them."""
+
+    rate_limit_batch: str | None = None
+    """Overrides ``rate_limit`` for ``/predict_batch``; ``off`` exempts it."""
+
+    rate_limit_image: str | None = None
+    """Overrides ``rate_limit`` for ``/predict_image`` and ``/predict_image_base64``."""
+
+    rate_limit_admin: str | None = None
+    """Overrides ``rate_limit`` for the repository API (index, load, unload)."""
+
+    rate_limit_storage: str | None = None
+    """Where the counters live: ``memory://`` (each process its own) or ``redis://host:port/db``
+    (shared by every worker and replica). Default: ``redis_url`` when the server has several
+    workers and Redis is configured (``MODELSERVE_REDIS_URL`` set, or the Redis cache),
+    else ``memory://``."""
+
+    rate_limit_fail_open: bool = True
+    """When the counter storage cannot be reached: let requests through (``true``) or answer
+    503 (``false``). Either way it is logged, at most once a minute, and never a 500."""
+
+    trust_pickles: bool = False
+    """Production: load pickle/joblib artifacts whose sha256 is not pinned (they run code
+    when loaded). Without it they are refused; development and testing load them with a
+    warning. ``trust: true`` in a manifest trusts that model only."""
+
+    max_json_depth: int = Field(default=32, ge=1, le=1000)
+    """Deepest nesting of arrays and objects a JSON body may have; deeper ones get 400."""
+
+    max_string_length: int = Field(default=4096, ge=1)
+    """Longest value of a string feature, in characters; longer ones get 400."""
+
+    @field_validator(
+        "rate_limit",
+        "rate_limit_predict",
+        "rate_limit_batch",
+        "rate_limit_image",
+        "rate_limit_admin",
+    )
+    @classmethod
+    def _rate_limit_syntax(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in RATE_LIMIT_OFF:
+            return value
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit: write e.g. 100/minute or 10/second;1000/hour"
+            ) from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must be memory:// or a redis:// (rediss://) URL")
+        return value
+
+    def rate_limits(self) -> dict[str, str]:
+        """The limit of each rate-limited route class that has one (empty: limits are off)."""
+        out = {}
+        for name in RATE_LIMIT_CLASSES:
+            value = getattr(self, f"rate_limit_{name}")
+            if value is None:
+                value = self.rate_limit
+            if value is not None and value.strip().lower() not in RATE_LIMIT_OFF:
+                out[name] = value
+        return out
+
+    def rate_limits_per_process(self) -> bool:
+        """Whether limits are on but counted by each worker alone, so that N workers let up
+        to N times the limit through."""
+        storage = self.rate_limit_storage or "memory://"
+        return self.workers > 1 and bool(self.rate_limits()) and storage.startswith("memory://")
+
     @model_validator(mode="after")
     def _profile_defaults(self) -> ServerSettings:
         if self.profile == "development" and "debug" not in self.model_fields_set:
             self.debug = True
+        if self.rate_limit_storage is None:
+            # Resolved once, where the server reads its settings; the workers get the result.
+            redis_configured = "redis_url" in self.model_fields_set or self.cache_backend == "redis"
+            shared = self.workers > 1 and redis_configured
+            self.rate_limit_storage = self.redis_url if shared else "memory://"
         return self
 
     @classmethod

@@ -218,3 +218,22 @@ def test_malformed_json_says_what_json_lacks(body: bytes, says: str) -> None:
     with pytest.raises(InvalidInput, match="^Malformed JSON at line 1 column") as info:
         parse_json(body)
     assert says in info.value.message
+
+
+def test_string_features_longer_than_the_limit_are_refused() -> None:
+    codec = SeedCodec(
+        Signature(features=(Feature("city", "string"), Feature("n")), task="regression"),
+        allow_extra=False,
+        max_rows=10,
+        max_string_length=5,
+    )
+    assert codec.decode_one({"city": "Paris", "n": 1}).tolist() == [["Paris", 1]]
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_one({"city": "Paris!" * 1000, "n": 1})
+    assert info.value.details == [
+        {"path": "city", "message": "is longer than 5 characters (MODELSERVE_MAX_STRING_LENGTH)"}
+    ]
+    assert "Paris!" not in info.value.message  # the long value is not echoed back
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_batch({"instances": [["Oslo", 1], ["Reykjavik", 2]]})
+    assert info.value.details[0]["path"] == "instances[1][0]"

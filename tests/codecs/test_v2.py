@@ -443,3 +443,17 @@ def test_data_of_several_json_types_names_them() -> None:
     assert info.value.message == (
         'Input "input": data of JSON type null, number and string does not fit datatype FP64'
     )
+
+
+def test_v2_string_features_longer_than_the_limit_are_refused() -> None:
+    sig = Signature(features=(Feature("city", "string"), Feature("n")), task="regression")
+    codec = V2Codec(sig, max_string_length=5)
+    ok = [
+        _tensor("city", "BYTES", np.array([b"Paris"], dtype=object)),
+        _tensor("n", "FP32", np.array([1.0], dtype=np.float32)),
+    ]
+    assert codec.model_inputs(ok)["input"].tolist() == [["Paris", 1.0]]
+    with pytest.raises(InvalidInput, match="longer than 5 characters"):
+        codec.model_inputs(
+            [_tensor("input", "BYTES", np.array([["Reykjavik", "2"]], dtype=object))]
+        )

@@ -8,6 +8,7 @@ from ..service import InferenceService
 from . import _connection
 from . import drift
 from . import errors
+from . import limits
 from . import ops
 from . import predict
 from . import v2
@@ -29,3 +30,5 @@ def init_app(app: Flask, service: InferenceService) -> None:
     app.register_blueprint(predict.bp)
     app.register_blueprint(v2.bp)
     app.register_blueprint(drift.bp)
+    # Last: counts requests by the principal that authentication (a hook before it) found.
+    limits.init_app(app, service.settings)

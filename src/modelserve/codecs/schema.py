@@ -24,9 +24,14 @@ from ._wording import non_finite
 _JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
 
 
-def feature_schema(feature: Feature) -> dict[str, Any]:
-    """The JSON Schema of one feature value."""
+def feature_schema(feature: Feature, max_string_length: int | None = None) -> dict[str, Any]:
+    """The JSON Schema of one feature value.
+
+    :param max_string_length: the longest value a string feature may have.
+    """
     schema: dict[str, Any] = {"type": _JSON_TYPES[feature.type]}
+    if feature.type == "string" and max_string_length is not None:
+        schema["maxLength"] = max_string_length
     if feature.enum is not None:
         schema["enum"] = list(feature.enum)
     if feature.minimum is not None:
@@ -38,24 +43,26 @@ def feature_schema(feature: Feature) -> dict[str, Any]:
     return schema
 
 
-def object_schema(signature: Signature, allow_extra: bool) -> dict[str, Any]:
+def object_schema(
+    signature: Signature, allow_extra: bool, max_string_length: int | None = None
+) -> dict[str, Any]:
     """Schema of one instance given as an object of named features."""
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",
-        "properties": {f.name: feature_schema(f) for f in signature.features},
+        "properties": {f.name: feature_schema(f, max_string_length) for f in signature.features},
         "required": signature.feature_names,
         "additionalProperties": allow_extra,
     }
 
 
-def array_schema(signature: Signature) -> dict[str, Any]:
+def array_schema(signature: Signature, max_string_length: int | None = None) -> dict[str, Any]:
     """Schema of one instance given as a list of values in feature order."""
     n = len(signature.features)
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "array",
-        "items": [feature_schema(f) for f in signature.features],
+        "items": [feature_schema(f, max_string_length) for f in signature.features],
         "minItems": n,
         "maxItems": n,
         "additionalItems": False,
@@ -99,6 +106,9 @@ def _describe(error: ValidationError, prefix: str) -> list[dict[str, str]]:
             message = f"is {json_value(instance)}, not an integer"
         else:
             message = f"is {describe(instance)}, not {_type_name(str(expected))}"
+    elif validator == "maxLength":
+        # Not jsonschema's message: it quotes the whole (long) string back.
+        message = f"is longer than {expected} characters (MODELSERVE_MAX_STRING_LENGTH)"
     elif validator == "enum":
         allowed = ", ".join(json_value(v) for v in expected)
         message = f"is {json_value(instance)}, not one of {allowed}"

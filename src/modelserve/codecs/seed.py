@@ -22,22 +22,32 @@ from ..types import Signature
 from ..types import TensorDict
 from ._wording import describe
 from ._wording import malformed
+from .depth import ORJSON_DEPTH_ERROR
+from .depth import ORJSON_MAX_DEPTH
+from .depth import check_depth
+from .depth import too_deep
 from .schema import Validator
 from .schema import array_schema
 from .schema import object_schema
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, max_depth: int | None = None) -> Any:
     """Parse a JSON body; NaN, Infinity and out-of-range numbers are rejected as invalid JSON.
 
-    :raises InvalidInput: with the parser's position of the problem.
+    :param max_depth: the deepest nesting of arrays and objects allowed.
+    :raises InvalidInput: with the parser's position of the problem, or the depth limit.
     """
     if not body:
         raise InvalidInput("The request body is empty; send a JSON document")
     try:
-        return orjson.loads(body)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if ORJSON_DEPTH_ERROR in str(exc):
+            raise too_deep(max_depth or ORJSON_MAX_DEPTH) from None
         raise InvalidInput(malformed(exc)) from None
+    if max_depth is not None:
+        check_depth(body, payload, max_depth)
+    return payload
 
 
 class SeedCodec:
@@ -46,11 +56,17 @@ class SeedCodec:
     Built once per model version, so the validators and the column getter are compiled once.
     """
 
-    def __init__(self, signature: Signature, allow_extra: bool, max_rows: int) -> None:
+    def __init__(
+        self,
+        signature: Signature,
+        allow_extra: bool,
+        max_rows: int,
+        max_string_length: int | None = None,
+    ) -> None:
         self.signature = signature
         self.max_rows = max_rows
-        self.object_validator = Validator(object_schema(signature, allow_extra))
-        self.array_validator = Validator(array_schema(signature))
+        self.object_validator = Validator(object_schema(signature, allow_extra, max_string_length))
+        self.array_validator = Validator(array_schema(signature, max_string_length))
         names = signature.feature_names
         self._feature_names = frozenset(names)
         self._n = len(names)

@@ -30,8 +30,8 @@ from ..types import TensorSpec
 from ._wording import describe
 from ._wording import json_type
 from ._wording import json_value
-from ._wording import malformed
 from ._wording import non_finite
+from .seed import parse_json
 
 #: V2 datatype -> numpy dtype. ``BYTES`` tensors are object arrays of ``bytes`` or ``str``.
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -109,10 +109,13 @@ class InferenceRequest:
     """``parameters.binary_data_output``: the default for outputs not listed explicitly."""
 
 
-def decode_request(body: bytes, header_length: int | None = None) -> InferenceRequest:
+def decode_request(
+    body: bytes, header_length: int | None = None, max_depth: int | None = None
+) -> InferenceRequest:
     """Parse a V2 request body, JSON only or JSON header + binary tensors.
 
     :param header_length: the ``Inference-Header-Content-Length`` header, when present.
+    :param max_depth: the deepest nesting of the JSON header allowed.
     :raises InvalidInput: naming the input and what is wrong with it.
     """
     if header_length is None:
@@ -126,10 +129,7 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
         header, rest = body[:header_length], body[header_length:]
     if not header:
         raise InvalidInput("The request body is empty; send a V2 inference request")
-    try:
-        payload = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(malformed(exc)) from None
+    payload = parse_json(header, max_depth)
     if not isinstance(payload, dict):
         raise InvalidInput("A V2 inference request must be a JSON object")
     raw_inputs = payload.get("inputs")
@@ -497,9 +497,15 @@ class V2Codec:
     (MLServer-style columns); other models take their ``tensor_inputs`` by name.
     """
 
-    def __init__(self, signature: Signature, max_rows: int | None = None) -> None:
+    def __init__(
+        self,
+        signature: Signature,
+        max_rows: int | None = None,
+        max_string_length: int | None = None,
+    ) -> None:
         self.signature = signature
         self.max_rows = max_rows
+        self.max_string_length = max_string_length
         self.tabular = signature.kind == "tabular" and not signature.tensor_inputs
         if self.tabular:
             self.inputs, self.outputs = tabular_specs(signature)
@@ -635,11 +641,23 @@ class V2Codec:
                     table[:, numeric] = table[:, numeric].astype(np.float64)
                 except ValueError:
                     raise _not_a_number(tensor.name, table, names, numeric) from None
+            self._check_string_length(tensor.name, table[:, ~numeric])
         if numeric.any() and (tensor.datatype == "BYTES" or data.dtype.kind == "f"):
             values = np.zeros(table.shape)  # the other columns are strings: never NaN
             values[:, numeric] = table[:, numeric].astype(np.float64)
             _check_finite(tensor.name, values, names)
         return table
+
+    def _check_string_length(self, name: str, strings: Tensor) -> None:
+        limit = self.max_string_length
+        if limit is None or not strings.size:
+            return
+        longest = max((len(v) for v in strings.ravel().tolist() if isinstance(v, str)), default=0)
+        if longest > limit:
+            raise InvalidInput(
+                f"Input {name!r}: a string feature is longer than {limit} characters "
+                "(MODELSERVE_MAX_STRING_LENGTH)"
+            )
 
     # -- tensors ---------------------------------------------------------------------------
 

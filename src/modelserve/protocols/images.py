@@ -83,7 +83,9 @@ class ImageProtocol:
 
     def classify_base64(self, name: str | None, version: int | None, body: bytes) -> dict[str, Any]:
         """Classify ``{"image": "<base64 or data: URL>"}`` or ``{"images": [...]}``."""
-        return self.classify(name, version, decode_base64_images(parse_json(body)))
+        return self.classify(
+            name, version, decode_base64_images(parse_json(body, self._settings.max_json_depth))
+        )
 
 
 def image_spec(sv: ServedVersion) -> ImageSpec:

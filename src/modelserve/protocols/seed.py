@@ -46,7 +46,7 @@ class SeedProtocol:
         try:
             codec = tabular_codec(sv)
             with sv.incoming():
-                payload = parse_json(body)
+                payload = parse_json(body, self._service.settings.max_json_depth)
                 if batch:
                     x = codec.decode_batch(payload, body)
                     encode = codec.encode_batch

@@ -88,7 +88,7 @@ class V2Protocol:
         inputs: TensorDict | None = None
         sv = self._service.acquire(name, version)
         try:
-            request = decode_request(body, header_length)
+            request = decode_request(body, header_length, self._service.settings.max_json_depth)
             wanted = sv.v2.check_outputs(request.outputs)
             images = _encoded_images(sv, request.inputs)
             if images is not None:

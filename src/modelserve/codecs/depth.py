@@ -1,0 +1,82 @@
+"""JSON nesting depth of a request body, measured without recursion, and its limit.
+
+orjson refuses documents nested deeper than 1024 levels by itself (``depth limit exceeded``);
+a much lower limit (``MODELSERVE_MAX_JSON_DEPTH``) keeps every later walk over the parsed
+document (schema validation, numpy conversion, error reporting) cheap and far from Python's
+recursion limit. The depth is measured on the raw bytes of a body that already parsed, so
+it is valid JSON: brackets only count outside strings, and only strings hold quotes and
+backslashes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInput
+
+#: The message orjson gives for documents deeper than its own limit.
+ORJSON_DEPTH_ERROR = "depth limit exceeded"
+#: orjson's own limit, which no setting can raise.
+ORJSON_MAX_DEPTH = 1024
+
+_OPEN = np.zeros(256, dtype=np.int8)
+_OPEN[[ord("["), ord("{")]] = 1
+_OPEN[[ord("]"), ord("}")]] = -1
+_SIGNIFICANT = _OPEN != 0
+_SIGNIFICANT[ord('"')] = True
+
+
+def json_depth(body: bytes, payload: Any) -> int:
+    """The deepest nesting of arrays and objects in ``body`` (0 for a scalar).
+
+    :param payload: the document ``body`` parsed to; walked instead of the bytes when a
+        string holds an escape (``\\"`` would confuse a byte scan).
+    """
+    if b"\\" in body:
+        return _walk(payload)
+    data = np.frombuffer(body, dtype=np.uint8)
+    symbols = data[_SIGNIFICANT[data]]  # brackets and quotes only: usually few
+    if not symbols.size:
+        return 0
+    outside = (np.cumsum(symbols == ord('"'), dtype=np.int64) & 1) == 0
+    steps = np.where(outside, _OPEN[symbols], 0).astype(np.int64)
+    return max(0, int(np.cumsum(steps).max()))
+
+
+def _walk(payload: Any) -> int:
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(payload, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def check_depth(body: bytes, payload: Any, limit: int) -> None:
+    """Refuse a document nested deeper than ``limit`` levels.
+
+    :raises InvalidInput: naming the limit and its setting.
+    """
+    # Fewer brackets than the limit cannot nest deeper: most bodies stop here, in C.
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return
+    if json_depth(body, payload) > limit:
+        raise too_deep(limit)
+
+
+def too_deep(limit: int) -> InvalidInput:
+    """The 400 for a document nested deeper than ``limit`` levels."""
+    return InvalidInput(
+        f"The JSON body is nested deeper than {limit} levels (MODELSERVE_MAX_JSON_DEPTH)",
+        [{"path": "(root)", "message": "is nested too deeply"}],
+    )
