@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -20,9 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
+from pydantic import SecretStr
+
 from . import workers
 from .errors import ModelServeError
 from .repository import ModelRepository
+from .security import Authenticator
 from .settings import SETTINGS_JSON_ENV
 from .settings import ServerSettings
 from .settings import settings_from_json
@@ -57,8 +61,14 @@ GUNICORN_LIMITS: dict[str, int] = {
 
 
 def preflight(settings: ServerSettings) -> list[str]:
-    """Check settings, manifests and hashes; return the problems (empty when all is well)."""
+    """Check settings, credentials, manifests and hashes; return the problems (empty when all
+    is well). Says once, for the whole server, what protects its routes."""
     settings.check_safe()
+    authenticator = Authenticator(settings)
+    if authenticator.enabled:
+        logger.info("%s", authenticator.describe())
+    else:
+        logger.warning("%s", authenticator.describe())
     versions = ModelRepository(settings).check()
     problems = [f"{v.name} v{v.version}: {v.error}" for v in versions if v.error]
     if problems and len(problems) == len(versions):
@@ -156,7 +166,7 @@ def run_gunicorn(settings: ServerSettings) -> None:
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
-    settings, state_dir = _with_state_file(settings)
+    settings, state_dir = _with_state_file(with_shared_secret(settings))
 
     class _Arbiter(Arbiter):  # type: ignore[misc]
         def handle_hup(self) -> None:
@@ -193,6 +203,22 @@ def run_gunicorn(settings: ServerSettings) -> None:
     finally:
         if state_dir is not None:
             shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def with_shared_secret(settings: ServerSettings) -> ServerSettings:
+    """Give the workers of one server one secret key: the configured one, or a random one made
+    here, in the main process, that reaches them with the settings (fork or JSON hand-off).
+
+    Nothing a prediction answers is signed, so no key has to be configured; what the key
+    signs (session cookies) is valid across this server's workers but not across a restart.
+    """
+    if settings.secret_key is not None:
+        return settings
+    logger.warning(
+        "MODELSERVE_SECRET_KEY is not set: using a random secret key made at start and shared "
+        "by this server's workers; signed sessions will not survive a restart"
+    )
+    return settings.model_copy(update={"secret_key": SecretStr(secrets.token_urlsafe(32))})
 
 
 def _with_state_file(settings: ServerSettings) -> tuple[ServerSettings, str | None]:
@@ -293,7 +319,7 @@ def run_granian(settings: ServerSettings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    settings, state_dir = _with_state_file(settings)
+    settings, state_dir = _with_state_file(with_shared_secret(settings))
     run_dir = tempfile.mkdtemp(prefix="modelserve-run-")
     boot_failure = Path(run_dir) / "boot-failure.txt"
     os.environ[SETTINGS_JSON_ENV] = settings_to_json(settings)
