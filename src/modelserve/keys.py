@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import re
@@ -204,9 +203,7 @@ def format_keys(records: Collection[KeyRecord]) -> str:
     """The TOML text of ``records`` (checked to read back as the same records)."""
 
     def string(value: str) -> str:
-        # A JSON string is a TOML basic string, once non-ASCII is written as is (TOML has no
-        # surrogate escapes); the read-back check below catches anything else.
-        return json.dumps(value, ensure_ascii=False)
+        return '"' + "".join(_TOML_ESCAPES.get(c) or _escape(c) for c in value) + '"'
 
     def strings(values: Collection[str]) -> str:
         return "[" + ", ".join(string(v) for v in sorted(values)) + "]"
@@ -226,6 +223,14 @@ def format_keys(records: Collection[KeyRecord]) -> str:
     if back != {(r.name, r.hash, r.scopes, r.models) for r in records}:
         raise ConfigError("A key name or model name cannot be written to the keys file")
     return text
+
+
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    # TOML basic strings may not hold control characters (DEL included) as they are.
+    return f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char
 
 
 def _parse(text: str) -> tuple[KeyRecord, ...]:
