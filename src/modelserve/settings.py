@@ -190,9 +190,15 @@ class ServerSettings(BaseSettings):
     turns authentication on (a file without keys lets no one in); every worker re-reads it
     within about a second of a change, so a revoked key stops working without a restart."""
 
-    public_paths: Annotated[list[str], NoDecode] = ["/health", "/v2/health/*", "/metrics"]
+    public_paths: Annotated[list[str], NoDecode] = [
+        "/health",
+        "/v2/health/*",
+        "/metrics",
+        "/static/*",
+    ]
     """Paths anyone may call while authentication is on (comma-separated; a trailing ``*``
-    matches any rest of the path). Admin routes can never be made public."""
+    matches any rest of the path): health checks, metrics scrapes, the web page's static
+    files. Admin routes can never be made public."""
 
     jwt_issuer: str | None = None
     """The ``iss`` every JWT must carry. Required once a JWT key is configured."""
