@@ -370,6 +370,10 @@ def run_development(settings: ServerSettings) -> None:
     """Flask's development server with the reloader: local use only, never production."""
     from .app import create_app
 
+    authenticator = Authenticator(settings)
+    # Once, not again in the reloader's child.
+    if os.environ.get("WERKZEUG_RUN_MAIN") != "true" and not authenticator.enabled:
+        logger.warning("%s", authenticator.describe())
     app = create_app(settings)
     if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child serves
         watch_repository(app, settings, None)

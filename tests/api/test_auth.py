@@ -291,6 +291,14 @@ def test_every_state_changing_route_is_closed_when_auth_is_off(repo: Path) -> No
             assert status not in (401, 403), f"{method} {url} ({endpoint}) answered {status}"
 
 
+def test_the_v2_admin_endpoints_need_admin() -> None:
+    from modelserve.api.auth import required_scope
+    from modelserve.api.v2 import ADMIN_ENDPOINTS
+
+    assert ADMIN_ENDPOINTS
+    assert {required_scope(endpoint, "POST") for endpoint in ADMIN_ENDPOINTS} == {"admin"}
+
+
 def test_a_route_added_later_is_admin_unless_it_only_reads(
     repo: Path, keys: dict[str, Any]
 ) -> None:
