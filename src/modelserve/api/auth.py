@@ -13,6 +13,7 @@ routes answer 403.
 from __future__ import annotations
 
 from flask import Flask
+from flask import Request
 from flask import Response
 from flask import current_app
 from flask import g
@@ -102,18 +103,22 @@ def _authenticate() -> tuple[Principal | None, errors.Unauthenticated | None]:
 
 def check_request() -> None:
     """The ``before_request`` hook: let the request through, or raise 401/403."""
-    rule = request.url_rule
-    endpoint = request.endpoint
-    if rule is None or endpoint is None or request.routing_exception is not None:
+    # One proxy lookup, not one per attribute: this runs on every request.
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    rule = req.url_rule
+    endpoint = req.endpoint
+    if rule is None or endpoint is None:
         return  # no route: the 404/405 answers, and reveals nothing
-    if request.method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
+    method = req.method
+    if method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
         return  # Flask's own answer (the Allow header; CORS preflight): no view runs
-    scope = required_scope(endpoint, request.method)
+    scope = required_scope(endpoint, method)
     policy = _policy()
     if not policy.enabled:
-        authorize(None, scope, None, enabled=False)
+        if scope == SCOPE_ADMIN:
+            authorize(None, scope, None, enabled=False)
         return
-    if scope != SCOPE_ADMIN and policy.is_public(request.path):
+    if scope != SCOPE_ADMIN and policy.is_public(req.path):
         return
     principal, error = _authenticate()
     if error is not None:

@@ -43,7 +43,8 @@ def add_security_headers(response: Response) -> Response:
     if request.endpoint in INFERENCE_ENDPOINTS:
         # Answers about one caller's data: no shared cache (a proxy, a CDN) may keep them.
         headers["Cache-Control"] = "no-store"
-    if response.mimetype == "text/html":
+    # The raw header, not response.mimetype, which parses it on every response.
+    if headers.get("Content-Type", "").startswith("text/html"):
         headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         headers.setdefault("X-Frame-Options", "DENY")
     return response
