@@ -80,10 +80,8 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVE_")}
-        full_env.update(
-            PYTHONPATH=f"{SRC}{os.pathsep}{full_env.get('PYTHONPATH', '')}",
-            MODELSERVE_SECRET_KEY="test-secret-key-for-e2e",
-        )
+        # No MODELSERVE_SECRET_KEY: a server must start without one (it makes its own).
+        full_env.update(PYTHONPATH=f"{SRC}{os.pathsep}{full_env.get('PYTHONPATH', '')}")
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modelserve", "serve", *args, "--port", str(self.port)],

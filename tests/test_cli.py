@@ -93,10 +93,65 @@ def test_predict_reports_every_problem(runner: CliRunner, repo: Path) -> None:
     assert 'sepal_length: is a string ("x"), not a number' in result.output
 
 
-def test_serve_refuses_production_without_secret(runner: CliRunner, repo: Path) -> None:
-    result = runner.invoke(main, ["serve", str(repo)])
+def test_serve_refuses_a_missing_keys_file(runner: CliRunner, repo: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "keys.toml"
+    result = runner.invoke(main, ["serve", str(repo)], env={"MODELSERVE_KEYS_FILE": str(missing)})
     assert result.exit_code == 2
-    assert "MODELSERVE_SECRET_KEY" in result.output
+    assert f"MODELSERVE_KEYS_FILE: {missing} does not exist" in result.output
+    assert "modelserve keys create" in result.output
+
+
+def test_keys_create_list_revoke(runner: CliRunner, tmp_path: Path) -> None:
+    from modelserve.keys import hash_key
+    from modelserve.keys import read_keys
+
+    path = tmp_path / "keys.toml"
+    env = {"MODELSERVE_KEYS_FILE": str(path)}
+    made = runner.invoke(main, ["keys", "create", "ci", "--model", "iris"], env=env)
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip()
+    assert key.startswith("ms_") and len(key) > 40
+    assert "not shown again" in made.stderr
+    admin = runner.invoke(
+        main, ["keys", "create", "ops", "--scope", "admin", "--scope", "predict"], env=env
+    )
+    assert admin.exit_code == 0, admin.output
+    text = path.read_text()
+    assert key not in text and hash_key(key) in text  # only the hash is stored
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    (ci,) = [r for r in read_keys(path) if r.name == "ci"]
+    assert ci.scopes == {"predict"} and ci.models == {"iris"} and ci.created is not None
+
+    listed = runner.invoke(main, ["keys", "list", "--keys-file", str(path)])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "SCOPES", "MODELS", "CREATED"]
+    assert lines[1].split()[:3] == ["ci", "predict", "iris"]
+    assert lines[2].split()[:3] == ["ops", "admin,predict", "*"]
+    assert "sha256" not in listed.output and key not in listed.output
+
+    again = runner.invoke(main, ["keys", "create", "ci"], env=env)
+    assert again.exit_code == 2 and "already exists" in again.output
+    assert runner.invoke(main, ["keys", "revoke", "ci"], env=env).exit_code == 0
+    assert [r.name for r in read_keys(path)] == ["ops"]
+    gone = runner.invoke(main, ["keys", "revoke", "ci"], env=env)
+    assert gone.exit_code == 2 and "No key named 'ci'" in gone.output
+
+
+def test_keys_refuse_bad_input(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    env = {"MODELSERVE_KEYS_FILE": str(path)}
+    bad_name = runner.invoke(main, ["keys", "create", "../x"], env=env)
+    assert bad_name.exit_code == 2 and "Invalid key name" in bad_name.output
+    admin_model = runner.invoke(main, ["keys", "create", "a", "--scope", "admin", "-h"], env=env)
+    assert admin_model.exit_code == 0  # help works
+    limited = runner.invoke(
+        main, ["keys", "create", "a", "--scope", "admin", "--model", "iris"], env=env
+    )
+    assert limited.exit_code == 2 and "predict scope" in limited.output
+    no_file = runner.invoke(main, ["keys", "list"])
+    assert no_file.exit_code == 2 and "--keys-file" in no_file.output
+    assert not path.exists()
 
 
 def test_serve_refuses_when_no_model_can_load(runner: CliRunner, tmp_path: Path) -> None:

@@ -16,20 +16,31 @@ from .conftest import running_server
 
 pytestmark = pytest.mark.e2e
 
+API_KEY = "client-tests-admin-and-predict-key"
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     repo = tmp_path_factory.mktemp("client") / "models"
     models.write_model(repo, "iris", models.iris())
     models.write_model(repo, "forest", models.forest())
-    with running_server([str(repo), "--default-model", "iris"]) as server:
+    env = {"MODELSERVE_API_KEY": API_KEY}
+    with running_server([str(repo), "--default-model", "iris"], env) as server:
         yield server
 
 
 @pytest.fixture
 def client(server: LiveServer) -> Iterator[ModelServeClient]:
-    with ModelServeClient(server.url, timeout=10) as client:
+    with ModelServeClient(server.url, timeout=10, api_key=API_KEY) as client:
         yield client
+
+
+def test_a_client_without_the_key_is_refused(server: LiveServer) -> None:
+    with ModelServeClient(server.url, timeout=10) as anonymous:
+        assert anonymous.health()["status"] == "healthy"  # health stays public
+        with pytest.raises(ClientError) as info:
+            anonymous.list_models()
+    assert (info.value.status, info.value.type) == (401, "Unauthenticated")
 
 
 def test_seed_routes(client: ModelServeClient) -> None:

@@ -81,10 +81,14 @@ def test_a_reloader_applies_another_workers_change_and_acknowledges_it(tmp_path:
         group.leave()
 
 
+_ADMIN = {"X-API-Key": "peers-tests-admin-key"}
+
+
 def _fresh(url: str, method: str = "GET") -> requests.Response:
     """One request on its own connection, so that successive ones spread over the workers."""
     with requests.Session() as session:
-        return session.request(method, url, timeout=10, headers={"Connection": "close"})
+        headers = {"Connection": "close", **_ADMIN}
+        return session.request(method, url, timeout=10, headers=headers)
 
 
 @pytest.mark.e2e
@@ -95,7 +99,8 @@ def test_load_and_unload_hold_in_every_worker_when_they_answer(
     """Found by fuzzing: right after unload answered, the other worker still served the
     model; after a failed load, the other worker's index did not list it."""
     server = live_server(
-        [str(repo), "--workers", "2", "--poll-interval", "0", "--server", server_name]
+        [str(repo), "--workers", "2", "--poll-interval", "0", "--server", server_name],
+        {"MODELSERVE_API_KEY": _ADMIN["X-API-Key"]},
     )
     row = models.features_of(models.iris(), models.iris().x[0])
     assert _fresh(server.url + "/v2/repository/models/iris/unload", "POST").status_code == 200
@@ -104,7 +109,7 @@ def test_load_and_unload_hold_in_every_worker_when_they_answer(
             server.url + "/models/iris/predict",
             json=row,
             timeout=10,
-            headers={"Connection": "close"},
+            headers={"Connection": "close", **_ADMIN},
         ).status_code
         for _ in range(30)
     ]

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from modelserve.errors import ConfigError
-from modelserve.settings import DEFAULT_SECRET_KEY
 from modelserve.settings import ServerSettings
 from modelserve.settings import load_settings
 
@@ -66,12 +65,32 @@ def test_development_turns_debug_on() -> None:
     assert ServerSettings(profile="development", debug=False).debug is False
 
 
-def test_production_refuses_default_secret() -> None:
+def test_production_needs_no_secret_key() -> None:
+    """Nothing a prediction answers is signed: the README's first command must start."""
     s = ServerSettings(profile="production")
-    assert s.secret_key.get_secret_value() == DEFAULT_SECRET_KEY
-    with pytest.raises(ConfigError, match="MODELSERVE_SECRET_KEY"):
-        s.check_safe()
-    ServerSettings(profile="production", secret_key="x" * 32).check_safe()
+    assert s.secret_key is None
+    s.check_safe()
+    ServerSettings(profile="production", secret_key="x" * 32).check_safe()  # type: ignore[arg-type]
+
+
+def test_security_lists_read_comma_separated_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MODELSERVE_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("MODELSERVE_PUBLIC_PATHS", "/health")
+    monkeypatch.setenv("MODELSERVE_JWT_ALGORITHMS", "RS256,ES256")
+    s = load_settings()
+    assert s.cors_origins == ["https://a.example", "https://b.example"]
+    assert s.public_paths == ["/health"]
+    assert s.jwt_algorithms == ["RS256", "ES256"]
+    assert load_settings(cors_origins=["https://c.example"]).cors_origins == ["https://c.example"]
+
+
+def test_security_defaults() -> None:
+    s = load_settings()
+    assert s.api_key is None and s.keys_file is None and s.jwt_secret is None
+    assert s.public_paths == ["/health", "/v2/health/*", "/metrics", "/static/*"]
+    assert s.cors_origins == [] and s.proxy_hops == 0
 
 
 def test_production_refuses_debug() -> None:
@@ -82,8 +101,16 @@ def test_production_refuses_debug() -> None:
 def test_create_app_refuses_unsafe_production(repo: Path) -> None:
     from modelserve.app import create_app
 
-    with pytest.raises(ConfigError, match="MODELSERVE_SECRET_KEY"):
-        create_app(ServerSettings(model_path=repo))
+    with pytest.raises(ConfigError, match="MODELSERVE_DEBUG"):
+        create_app(ServerSettings(model_path=repo, debug=True))
+
+
+def test_create_app_without_a_secret_key_makes_a_random_one(repo: Path) -> None:
+    from modelserve.app import create_app
+
+    first = create_app(ServerSettings(model_path=repo)).config["SECRET_KEY"]
+    second = create_app(ServerSettings(model_path=repo)).config["SECRET_KEY"]
+    assert len(first) >= 32 and first != second
 
 
 def test_model_threads_share_the_cpus_between_workers(repo: Path) -> None:
@@ -123,6 +150,7 @@ def test_settings_json_round_trip_keeps_every_field_type(
     monkeypatch.setenv("MODELSERVE_PORT", "9999")  # must not leak into the rebuilt copy
     rebuilt = settings_from_json(settings_to_json(original), ServerSettings)
     assert rebuilt == original
+    assert rebuilt.secret_key is not None
     assert rebuilt.secret_key.get_secret_value() == "s3cret with spaces"
     assert isinstance(rebuilt.model_path, Path) and rebuilt.preprocessor is None
     assert rebuilt.port == 8000 and rebuilt.debug is False
@@ -149,6 +177,7 @@ def test_settings_json_round_trip_keeps_lists_and_mappings() -> None:
     rebuilt = settings_from_json(settings_to_json(original), WithContainers)
     assert rebuilt.origins == ["https://a.example", "b, with comma"]
     assert rebuilt.weights == {"x": 0.5, "y": 2.0}
+    assert rebuilt.secret_key is not None
     assert rebuilt.secret_key.get_secret_value() == "k"
     assert rebuilt == original
 

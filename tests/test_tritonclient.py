@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tritonclient._plugin import InferenceServerClientPlugin
 from tritonclient.utils import InferenceServerException
 
 from . import models
@@ -16,6 +18,15 @@ from .conftest import LiveServer
 from .conftest import running_server
 
 pytestmark = pytest.mark.e2e
+
+API_KEY = "tritonclient-tests-key"
+
+
+class _APIKey(InferenceServerClientPlugin):
+    """tritonclient's hook for headers on every request: the server's API key."""
+
+    def __call__(self, request: Any) -> None:
+        request.headers["X-API-Key"] = API_KEY
 
 
 @pytest.fixture(scope="module", params=["granian", "gunicorn"])
@@ -28,13 +39,23 @@ def server(
     models.write_model(repo, "forest", models.forest())
     models.write_model(repo, "labels", models.string_labels())
     args = [str(repo), "--workers", "2", "--default-model", "iris", "--server", request.param]
-    with running_server(args) as server:
+    with running_server(args, {"MODELSERVE_API_KEY": API_KEY}) as server:
         yield server
 
 
 @pytest.fixture
 def triton(server: LiveServer) -> httpclient.InferenceServerClient:
-    return httpclient.InferenceServerClient(url=server.url.removeprefix("http://"))
+    client = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"))
+    client.register_plugin(_APIKey())
+    return client
+
+
+def test_without_the_key_tritonclient_gets_401(server: LiveServer) -> None:
+    anonymous = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"))
+    assert anonymous.is_server_live()  # health stays public
+    with pytest.raises(InferenceServerException) as info:
+        anonymous.unload_model("forest")
+    assert info.value.status() == "401"
 
 
 def test_health_and_server_metadata(triton: httpclient.InferenceServerClient) -> None:

@@ -1,7 +1,7 @@
 """The repository's admin surface: list what is on disk, load and unload models at run time.
 
 Everything here changes (or reveals) what the server serves; the transport guards it (the
-``admin`` scope once auth lands). Listeners registered with :meth:`RepositoryAdmin.on_change`
+``admin`` scope, in ``api/auth.py``). Listeners registered with :meth:`RepositoryAdmin.on_change`
 hear of every change made here, so a server can tell its other workers.
 """
 

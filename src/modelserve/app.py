@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from flask import Flask
 from flask import Request
 from flask import Response
@@ -12,6 +14,7 @@ from flask.sessions import SessionMixin
 from . import api
 from . import threads
 from .api._json import OrjsonProvider
+from .api.headers import trust_proxies
 from .errors import ModelLoadError
 from .logging import configure_logging
 from .service import InferenceService
@@ -56,7 +59,10 @@ def create_app(
 
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=settings.secret_key.get_secret_value(),
+        # Servers hand their workers one shared key (server.py); a lone app makes its own.
+        SECRET_KEY=(
+            settings.secret_key.get_secret_value() if settings.secret_key else secrets.token_hex(32)
+        ),
         DEBUG=settings.debug,
         TESTING=settings.profile == "testing",
         MAX_CONTENT_LENGTH=settings.max_content_length,
@@ -77,4 +83,5 @@ def create_app(
     app.extensions["modelserve"] = service
 
     api.init_app(app, service)
+    trust_proxies(app, settings)
     return app

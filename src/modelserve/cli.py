@@ -116,8 +116,8 @@ def serve_command(
 ) -> None:
     """Serve PATH: a model repository folder, one model folder, or one model file.
 
-    A production server (granian or gunicorn) unless --dev; production needs
-    MODELSERVE_SECRET_KEY.
+    A production server (granian or gunicorn) unless --dev. Set MODELSERVE_KEYS_FILE or
+    MODELSERVE_API_KEY to require API keys (see `modelserve keys`).
     """
     settings = _settings(
         model_path=path,
@@ -340,3 +340,92 @@ def predict_command(
         details = "".join(f"\n  {d.get('path')}: {d.get('message')}" for d in exc.details)
         _fail(exc.message + details, 1)
     click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+_keys_file_option = click.option(
+    "--keys-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MODELSERVE_KEYS_FILE",
+    required=True,
+    help="The keys file [env: MODELSERVE_KEYS_FILE].",
+)
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """Manage API keys: create (shown once, stored as a hash), list, revoke.
+
+    A running server sees every change within about a second, in every worker.
+    """
+
+
+@keys_group.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    type=click.Choice(["predict", "admin"]),
+    multiple=True,
+    default=("predict",),
+    show_default=True,
+    help="What the key may do; repeat for both.",
+)
+@click.option(
+    "--model",
+    "model_names",
+    multiple=True,
+    help="Limit a predict key to this model; repeat for several [default: every model].",
+)
+@_keys_file_option
+def keys_create_command(
+    name: str, scopes: tuple[str, ...], model_names: tuple[str, ...], keys_file: Path
+) -> None:
+    """Create key NAME and print it once (only its sha256 is stored)."""
+    from .keys import create_key
+
+    try:
+        key = create_key(keys_file, name, scopes, model_names or None)
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+    limit = f" for model(s) {', '.join(model_names)}" if model_names else ""
+    click.echo(
+        f"created key {name!r} ({', '.join(scopes)}{limit}) in {keys_file}; "
+        "copy it now, it is not shown again:",
+        err=True,
+    )
+    click.echo(key)
+
+
+@keys_group.command("list")
+@_keys_file_option
+def keys_list_command(keys_file: Path) -> None:
+    """List the keys: name, scopes, models, created (never the keys or their hashes)."""
+    from .keys import read_keys
+
+    try:
+        records = read_keys(keys_file)
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+    rows = [("NAME", "SCOPES", "MODELS", "CREATED")]
+    for r in sorted(records, key=lambda r: r.name):
+        models = ",".join(sorted(r.models)) if r.models is not None else "*"
+        created = r.created.isoformat() if r.created is not None else "-"
+        rows.append((r.name, ",".join(sorted(r.scopes)), models, created))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        click.echo("  ".join([*cells, row[3]]))
+
+
+@keys_group.command("revoke")
+@click.argument("name")
+@_keys_file_option
+def keys_revoke_command(name: str, keys_file: Path) -> None:
+    """Revoke key NAME: running servers refuse it within seconds, without a restart."""
+    from .keys import revoke_key
+
+    try:
+        revoke_key(keys_file, name)
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+    click.echo(f"revoked key {name!r} in {keys_file}", err=True)

@@ -69,6 +69,7 @@ class ModelServeClient:
     :param timeout: seconds per request.
     :param headers: sent with every request (an ``Authorization`` header, for instance).
     :param session: a ``requests.Session`` to reuse; one is created (and closed) otherwise.
+    :param api_key: sent as ``X-API-Key`` with every request (servers with authentication on).
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class ModelServeClient:
         timeout: float = 30.0,
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
@@ -84,6 +86,8 @@ class ModelServeClient:
         self.session = session or requests.Session()
         if headers:
             self.session.headers.update(headers)
+        if api_key is not None:
+            self.session.headers["X-API-Key"] = api_key
 
     def close(self) -> None:
         if self._own_session:

@@ -137,3 +137,28 @@ class PredictionLogOff(ModelServeError):
             "The prediction log is off, so there is no traffic to compare: set "
             "MODELSERVE_PREDICTION_LOG to a SQLite file or a PostgreSQL URL"
         )
+
+
+class Unauthenticated(ModelServeError):
+    """The request carries no valid credential: none, an unknown or revoked key, or a token
+    that does not verify.
+
+    :param token_sent: whether the request sent a credential at all (it is then *invalid*,
+        not missing, which the transport tells the client).
+    """
+
+    def __init__(self, message: str, token_sent: bool = False) -> None:
+        super().__init__(message)
+        self.token_sent = token_sent
+
+
+class Forbidden(ModelServeError):
+    """The credential is valid, or none is needed, but it does not grant what the request
+    asks: the scope the route needs, or the model it names.
+
+    :param scope: the scope that would have been needed (``predict`` or ``admin``).
+    """
+
+    def __init__(self, message: str, scope: str) -> None:
+        super().__init__(message)
+        self.scope = scope

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -20,9 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
+from pydantic import SecretStr
+
 from . import workers
 from .errors import ModelServeError
 from .repository import ModelRepository
+from .security import Authenticator
 from .settings import SETTINGS_JSON_ENV
 from .settings import ServerSettings
 from .settings import settings_from_json
@@ -57,8 +61,14 @@ GUNICORN_LIMITS: dict[str, int] = {
 
 
 def preflight(settings: ServerSettings) -> list[str]:
-    """Check settings, manifests and hashes; return the problems (empty when all is well)."""
+    """Check settings, credentials, manifests and hashes; return the problems (empty when all
+    is well). Says once, for the whole server, what protects its routes."""
     settings.check_safe()
+    authenticator = Authenticator(settings)
+    if authenticator.enabled:
+        logger.info("%s", authenticator.describe())
+    else:
+        logger.warning("%s", authenticator.describe())
     if settings.rate_limits_per_process():  # here: once per server, not once per worker
         logger.warning(
             "rate limits are counted per worker (MODELSERVE_RATE_LIMIT_STORAGE=memory://): "
@@ -164,7 +174,7 @@ def run_gunicorn(settings: ServerSettings) -> None:
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
-    settings, state_dir = _with_state_file(settings)
+    settings, state_dir = _with_state_file(with_shared_secret(settings))
 
     class _Arbiter(Arbiter):  # type: ignore[misc]
         def handle_hup(self) -> None:
@@ -201,6 +211,22 @@ def run_gunicorn(settings: ServerSettings) -> None:
     finally:
         if state_dir is not None:
             shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def with_shared_secret(settings: ServerSettings) -> ServerSettings:
+    """Give the workers of one server one secret key: the configured one, or a random one made
+    here, in the main process, that reaches them with the settings (fork or JSON hand-off).
+
+    Nothing a prediction answers is signed, so no key has to be configured; what the key
+    signs (session cookies) is valid across this server's workers but not across a restart.
+    """
+    if settings.secret_key is not None:
+        return settings
+    logger.warning(
+        "MODELSERVE_SECRET_KEY is not set: using a random secret key made at start and shared "
+        "by this server's workers; signed sessions will not survive a restart"
+    )
+    return settings.model_copy(update={"secret_key": SecretStr(secrets.token_urlsafe(32))})
 
 
 def _with_state_file(settings: ServerSettings) -> tuple[ServerSettings, str | None]:
@@ -320,7 +346,7 @@ def run_granian(settings: ServerSettings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    settings, state_dir = _with_state_file(settings)
+    settings, state_dir = _with_state_file(with_shared_secret(settings))
     run_dir = tempfile.mkdtemp(prefix="modelserve-run-")
     boot_failure = Path(run_dir) / "boot-failure.txt"
     os.environ[SETTINGS_JSON_ENV] = settings_to_json(settings)
@@ -382,6 +408,10 @@ def run_development(settings: ServerSettings) -> None:
     """Flask's development server with the reloader: local use only, never production."""
     from .app import create_app
 
+    authenticator = Authenticator(settings)
+    # Once, not again in the reloader's child.
+    if os.environ.get("WERKZEUG_RUN_MAIN") != "true" and not authenticator.enabled:
+        logger.warning("%s", authenticator.describe())
     app = create_app(settings)
     if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child serves
         watch_repository(app, settings, None)

@@ -10,6 +10,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
+from typing import Annotated
 from typing import Any
 from typing import Literal
 from typing import TypeVar
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from pydantic import field_validator
 from pydantic import model_validator
 from pydantic_settings import BaseSettings
+from pydantic_settings import NoDecode
 from pydantic_settings import PydanticBaseSettingsSource
 from pydantic_settings import SettingsConfigDict
 
@@ -28,8 +30,6 @@ from .errors import ConfigError
 
 Profile = Literal["development", "production", "testing"]
 
-#: The secret key every non-production profile gets; production refuses to run with it.
-DEFAULT_SECRET_KEY = "modelserve-insecure-development-key"
 SETTINGS_FILE_ENV = "MODELSERVE_SETTINGS_FILE"
 
 #: The route classes that have a rate limit each (``MODELSERVE_RATE_LIMIT_<CLASS>``).
@@ -91,8 +91,10 @@ class ServerSettings(BaseSettings):
     debug: bool = False
     """Flask debug mode. Refused in production: it exposes an interactive debugger."""
 
-    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
-    """Flask's secret key (signs sessions, later tokens). Production requires your own."""
+    secret_key: SecretStr | None = None
+    """Flask's secret key: it signs session cookies (the web page), nothing a prediction
+    needs. Unset: the server makes a random one at start, shared by its workers, so signed
+    sessions do not survive a restart; set it when they must."""
 
     model_path: Path | None = None
     """A model repository folder, one model folder, or one model file."""
@@ -291,6 +293,72 @@ class ServerSettings(BaseSettings):
         storage = self.rate_limit_storage or "memory://"
         return self.workers > 1 and bool(self.rate_limits()) and storage.startswith("memory://")
 
+    # --- Security: authentication, authorisation, headers (#16) -------------------------
+    api_key: SecretStr | None = None
+    """One API key with the ``admin`` and ``predict`` scopes (``X-API-Key: <key>`` or
+    ``Authorization: Bearer <key>``). Setting it turns authentication on."""
+
+    keys_file: Path | None = None
+    """The TOML file of named, hashed API keys that ``modelserve keys`` manages. Setting it
+    turns authentication on (a file without keys lets no one in); every worker re-reads it
+    within about a second of a change, so a revoked key stops working without a restart."""
+
+    public_paths: Annotated[list[str], NoDecode] = [
+        "/health",
+        "/v2/health/*",
+        "/metrics",
+        "/static/*",
+    ]
+    """Paths anyone may call while authentication is on (comma-separated; a trailing ``*``
+    matches any rest of the path): health checks, metrics scrapes, the web page's static
+    files. Admin routes can never be made public."""
+
+    jwt_issuer: str | None = None
+    """The ``iss`` every JWT must carry. Required once a JWT key is configured."""
+
+    jwt_audience: str | None = None
+    """The ``aud`` every JWT must include (this server). Required once a JWT key is
+    configured, so that tokens the same issuer minted for other services are refused."""
+
+    jwt_secret: SecretStr | None = None
+    """HS256 (HMAC) secret shared with the token issuer. Setting a JWT key (this, a public key
+    file or a JWKS file) turns authentication on."""
+
+    jwt_public_key_file: Path | None = None
+    """A PEM public key (RSA or EC) that verifies RS256 / ES256 tokens."""
+
+    jwt_jwks_file: Path | None = None
+    """A JWKS document (``{"keys": [...]}``) on disk; the token's ``kid`` picks the key. It is
+    re-read when it changes (key rotation without a restart)."""
+
+    jwt_algorithms: Annotated[list[str], NoDecode] = []
+    """Accepted signing algorithms (comma-separated). Default: HS256 for a secret, RS256 or
+    ES256 (by key type) for a public key, RS256 and ES256 for a JWKS file. ``none`` and
+    algorithms of the other key family are always refused."""
+
+    jwt_scopes_claim: str = "scope"
+    """The claim holding the token's scopes: a space-separated string (``scope``) or a list
+    (``scp``, ``scopes``). Scopes modelserve knows: ``predict``, ``admin``."""
+
+    jwt_leeway: float = Field(default=10.0, ge=0)
+    """Seconds of clock skew allowed when checking ``exp`` and ``nbf``."""
+
+    cors_origins: Annotated[list[str], NoDecode] = []
+    """Origins (``https://app.example.com``, comma-separated) whose browser pages may call the
+    API; empty (the default) sends no CORS headers, so browsers refuse cross-origin calls."""
+
+    proxy_hops: int = Field(default=0, ge=0)
+    """How many reverse proxies in front of the server to trust for ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto``; ``0`` ignores those headers (a client could forge them)."""
+
+    @field_validator("public_paths", "jwt_algorithms", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        # Environment variables hold "a, b"; files and the JSON hand-off hold real lists.
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
     @model_validator(mode="after")
     def _profile_defaults(self) -> ServerSettings:
         if self.profile == "development" and "debug" not in self.model_fields_set:
@@ -317,7 +385,10 @@ class ServerSettings(BaseSettings):
     def check_safe(self) -> None:
         """Refuse settings that are unsafe for the profile, naming the variable to change.
 
-        :raises ConfigError: in production with debug on or with the default secret key.
+        No secret key is needed: nothing a prediction answers is signed, and an unset key is
+        replaced by a random one at start (:attr:`secret_key`).
+
+        :raises ConfigError: in production with debug on.
         """
         if self.profile != "production":
             return
@@ -325,14 +396,6 @@ class ServerSettings(BaseSettings):
             raise ConfigError(
                 "Refusing to start: debug mode is on in the production profile. "
                 "Unset MODELSERVE_DEBUG (or set it to false)."
-            )
-        if self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
-            raise ConfigError(
-                "Refusing to start: the production profile needs its own secret key. "
-                "Set MODELSERVE_SECRET_KEY, e.g. "
-                "`export MODELSERVE_SECRET_KEY=$(python -c "
-                "'import secrets; print(secrets.token_hex(32))')`, "
-                "or run with --dev / MODELSERVE_PROFILE=development for local use."
             )
 
 

@@ -249,7 +249,33 @@ def test_bad_header_length_is_400(client: FlaskClient) -> None:
     assert resp.status_code == 400
 
 
-def test_repository_index_unload_load(client: FlaskClient) -> None:
+ADMIN_KEY = "admin-key-for-the-repository-tests"
+
+
+@pytest.fixture
+def admin(repo: Path) -> FlaskClient:
+    """A client of an app with an admin key, sending it: the repository API needs ``admin``."""
+    settings = ServerSettings(
+        profile="testing",
+        model_path=repo,
+        default_model="iris",
+        api_key=ADMIN_KEY,  # type: ignore[arg-type]
+    )
+    client = create_app(settings).test_client()
+    client.environ_base["HTTP_X_API_KEY"] = ADMIN_KEY
+    return client
+
+
+def test_repository_api_is_closed_without_an_admin_credential(client: FlaskClient) -> None:
+    for url in ("/v2/repository/index", "/v2/repository/models/forest/unload"):
+        resp = client.post(url)
+        assert resp.status_code == 403 and resp.json is not None
+        assert resp.json["type"] == "Forbidden" and "MODELSERVE_API_KEY" in resp.json["error"]
+    assert client.get("/v2/models/forest/ready").status_code == 200
+
+
+def test_repository_index_unload_load(admin: FlaskClient) -> None:
+    client = admin
     index = client.post("/v2/repository/index").json
     assert {"name": "forest", "version": "1", "state": "READY"} in index
     assert client.post("/v2/repository/models/forest/unload").status_code == 200
@@ -264,11 +290,12 @@ def test_repository_index_unload_load(client: FlaskClient) -> None:
 
 
 def test_load_reports_a_failed_new_copy_while_the_old_one_serves(
-    client: FlaskClient, repo: Path
+    admin: FlaskClient, repo: Path
 ) -> None:
+    client = admin
     (repo / "forest" / "1" / "model.joblib").write_bytes(b"not a model")
     resp = client.post("/v2/repository/models/forest/load")
-    assert resp.status_code == 500
+    assert resp.status_code == 400  # the request's answer, with the reason (Triton: 400)
     assert resp.json is not None
     assert "sha256 mismatch" in resp.json["error"]
     assert "version 1 keeps serving" in resp.json["error"]

@@ -6,8 +6,10 @@ from flask import Flask
 
 from ..service import InferenceService
 from . import _connection
+from . import auth
 from . import drift
 from . import errors
+from . import headers
 from . import limits
 from . import ops
 from . import predict
@@ -25,6 +27,8 @@ def init_app(app: Flask, service: InferenceService) -> None:
     """
     app.extensions[EXTENSION_KEY] = Handlers.create(service)
     errors.init_app(app)
+    auth.init_app(app, service.settings)
+    headers.init_app(app, service.settings)
     _connection.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(predict.bp)

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 #: Resolved by walking the exception's MRO, so a subclass inherits its parent's status.
 STATUS_BY_ERROR: dict[type[errors.ModelServeError], int] = {
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
     errors.ModelNotFound: 404,
     errors.ReferenceNotFound: 404,
     errors.PredictionLogOff: 409,
@@ -29,6 +31,9 @@ STATUS_BY_ERROR: dict[type[errors.ModelServeError], int] = {
     errors.InferenceError: 422,
     errors.ModelNotReady: 503,
     errors.ServerBusy: 503,
+    # A load through the API that fails is the request's answer, not a server fault (Triton
+    # answers 400 too); a load at start never reaches this table.
+    errors.ModelLoadError: 400,
     errors.ModelServeError: 500,
 }
 

@@ -22,8 +22,8 @@ bp = Blueprint("v2", __name__, url_prefix="/v2")
 
 _HEADER_LENGTH = "Inference-Header-Content-Length"
 
-#: Endpoints that change what the server serves: the admin key must guard them once auth
-#: exists (a ``before_request`` hook can test ``request.endpoint in ADMIN_ENDPOINTS``).
+#: Endpoints that change what the server serves. ``api/auth.py`` requires the ``admin`` scope
+#: of them, and of every other endpoint that is neither a read nor an inference.
 ADMIN_ENDPOINTS = frozenset({"v2.repository_load", "v2.repository_unload"})
 
 

@@ -1,0 +1,168 @@
+"""Authentication and authorisation on every route: one ``before_request`` hook, and the
+``WWW-Authenticate`` answers of 401 and 403.
+
+Which scope a route needs is decided here, from the endpoint and the method, so a route added
+later is covered without being listed: reads (GET, HEAD) and the inference POSTs in
+:data:`INFERENCE_ENDPOINTS` need ``predict``; **every other method on every other endpoint
+needs ``admin``** (the repository's load, unload and index, and whatever changes state next).
+The paths of ``MODELSERVE_PUBLIC_PATHS`` (health, metrics) need nothing; an admin route is
+never public. With no credential configured, the ``predict`` routes are open and the admin
+routes answer 403.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask import Request
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import request
+
+from .. import errors
+from ..keys import SCOPE_ADMIN
+from ..keys import SCOPE_PREDICT
+from ..security import Authenticator
+from ..security import Principal
+from ..security import authorize
+from ..security import credential_from_headers
+from ..settings import ServerSettings
+from ._handlers import get_handlers
+from .errors import handle_modelserve_error
+
+EXTENSION_KEY = "modelserve.auth"
+
+#: The POST endpoints that score a request: ``predict`` scope, not ``admin``.
+INFERENCE_ENDPOINTS = frozenset(
+    {
+        "predict.predict",
+        "predict.predict_batch",
+        "predict.predict_image",
+        "predict.predict_image_base64",
+        "v2.infer",
+    }
+)
+
+#: Methods that must not change state (RFC 9110 "safe"); they need ``predict`` at most.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+_REALM = 'Bearer realm="modelserve"'
+
+
+def required_scope(endpoint: str, method: str) -> str:
+    """The scope a request to ``endpoint`` with ``method`` needs: ``predict`` or ``admin``."""
+    if method in SAFE_METHODS or endpoint in INFERENCE_ENDPOINTS:
+        return SCOPE_PREDICT
+    return SCOPE_ADMIN
+
+
+class _Policy:
+    """One app's authenticator and public paths."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.authenticator = Authenticator(settings)
+        self.enabled = self.authenticator.enabled
+        self._exact = frozenset(p for p in settings.public_paths if not p.endswith("*"))
+        self._prefixes = tuple(p[:-1] for p in settings.public_paths if p.endswith("*"))
+
+    def is_public(self, path: str) -> bool:
+        return path in self._exact or path.startswith(self._prefixes)
+
+
+def _policy() -> _Policy:
+    policy: _Policy = current_app.extensions[EXTENSION_KEY]
+    return policy
+
+
+def current_principal() -> Principal | None:
+    """The authenticated caller of this request, or ``None`` (anonymous, or a credential that
+    did not verify, or authentication off). Never raises; the result is kept for the request,
+    so calling it from another hook (rate limits) costs one check per request in all."""
+    return _authenticate()[0]
+
+
+def _authenticate() -> tuple[Principal | None, errors.Unauthenticated | None]:
+    cached: tuple[Principal | None, errors.Unauthenticated | None] | None = g.get("modelserve_auth")
+    if cached is not None:
+        return cached
+    result: tuple[Principal | None, errors.Unauthenticated | None] = (None, None)
+    policy = _policy()
+    if policy.enabled:
+        headers = request.headers
+        try:
+            credential = credential_from_headers(
+                headers.get("Authorization"), headers.get("X-API-Key")
+            )
+            if credential is not None:
+                result = (policy.authenticator.authenticate(credential), None)
+        except errors.Unauthenticated as exc:
+            result = (None, exc)
+    g.modelserve_auth = result
+    return result
+
+
+def check_request() -> None:
+    """The ``before_request`` hook: let the request through, or raise 401/403."""
+    # One proxy lookup, not one per attribute: this runs on every request.
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    rule = req.url_rule
+    endpoint = req.endpoint
+    if rule is None or endpoint is None:
+        return  # no route: the 404/405 answers, and reveals nothing
+    method = req.method
+    if method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
+        return  # Flask's own answer (the Allow header; CORS preflight): no view runs
+    scope = required_scope(endpoint, method)
+    policy = _policy()
+    if not policy.enabled:
+        if scope == SCOPE_ADMIN:
+            authorize(None, scope, None, enabled=False)
+        return
+    if scope != SCOPE_ADMIN and policy.is_public(req.path):
+        return
+    principal, error = _authenticate()
+    if error is not None:
+        raise error
+    authorize(principal, scope, _model_of_request(scope))
+
+
+def _model_of_request(scope: str) -> str | None:
+    """The model the request names, or the default model that serves it when it names none."""
+    if scope != SCOPE_PREDICT:
+        return None
+    args = request.view_args or {}
+    name = args.get("name")
+    if isinstance(name, str):
+        return name
+    if request.endpoint in INFERENCE_ENDPOINTS:
+        return get_handlers().service.default_name()
+    return None
+
+
+def challenge(exc: errors.Unauthenticated | errors.Forbidden) -> str:
+    """The ``WWW-Authenticate`` value of a 401 or 403 (RFC 6750, section 3)."""
+    if isinstance(exc, errors.Forbidden):
+        return f'{_REALM}, error="insufficient_scope", scope="{exc.scope}"'
+    if exc.token_sent:
+        return f'{_REALM}, error="invalid_token"'
+    return _REALM
+
+
+def handle_auth_error(exc: errors.Unauthenticated | errors.Forbidden) -> Response:
+    """The table's JSON answer, with the challenge that says how to authenticate."""
+    response = handle_modelserve_error(exc)
+    response.headers["WWW-Authenticate"] = challenge(exc)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app: Flask, settings: ServerSettings) -> None:
+    """Build this app's authenticator and guard every route.
+
+    :raises ConfigError: for a missing or invalid keys file, or bad JWT settings.
+    """
+    app.extensions[EXTENSION_KEY] = _Policy(settings)
+    # First among the request hooks: the rate limits read current_principal().
+    app.before_request_funcs.setdefault(None, []).insert(0, check_request)
+    app.register_error_handler(errors.Unauthenticated, handle_auth_error)
+    app.register_error_handler(errors.Forbidden, handle_auth_error)

@@ -1,0 +1,79 @@
+"""Security headers on every response, CORS for an origin allowlist, and the client address
+behind trusted proxies (``ProxyFix``)."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask import Response
+from flask import request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ..settings import ServerSettings
+from .auth import INFERENCE_ENDPOINTS
+
+#: For HTML pages (the web page to come): only this server's own scripts, styles and images
+#: (``data:`` images for previews), no plugins, no framing, forms post only here.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+#: What a browser page of an allowed origin may send and read (CORS).
+CORS_ALLOW_HEADERS = [
+    "Authorization",
+    "X-API-Key",
+    "Content-Type",
+    "Content-Encoding",
+    "Inference-Header-Content-Length",
+]
+CORS_EXPOSE_HEADERS = [
+    "Retry-After",
+    "WWW-Authenticate",
+    "Inference-Header-Content-Length",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
+
+
+def add_security_headers(response: Response) -> Response:
+    """``nosniff`` everywhere, ``no-store`` on predictions, the CSP on HTML."""
+    headers = response.headers
+    headers["X-Content-Type-Options"] = "nosniff"
+    if request.endpoint in INFERENCE_ENDPOINTS:
+        # Answers about one caller's data: no shared cache (a proxy, a CDN) may keep them.
+        headers["Cache-Control"] = "no-store"
+    # The raw header, not response.mimetype, which parses it on every response.
+    if headers.get("Content-Type", "").startswith("text/html"):
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+def init_app(app: Flask, settings: ServerSettings) -> None:
+    """Add the headers to every response; answer CORS for ``MODELSERVE_CORS_ORIGINS`` only."""
+    app.after_request(add_security_headers)
+    if settings.cors_origins:
+        from flask_cors import CORS
+
+        CORS(
+            app,
+            origins=list(settings.cors_origins),
+            allow_headers=CORS_ALLOW_HEADERS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            supports_credentials=False,  # keys travel in headers, never in cookies
+            max_age=600,
+        )
+
+
+def trust_proxies(app: Flask, settings: ServerSettings) -> None:
+    """Believe ``X-Forwarded-For`` / ``-Proto`` for ``MODELSERVE_PROXY_HOPS`` proxies only.
+
+    With 0 (the default) the headers are ignored: ``request.remote_addr`` is the peer that
+    connected, which a client cannot forge. With N, the N-th address from the right of
+    ``X-Forwarded-For`` (the one the outermost trusted proxy saw) becomes it; whatever a client
+    put further left is ignored. Wraps the WSGI app, so every hook sees the fixed address.
+    """
+    if settings.proxy_hops:
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
