@@ -106,7 +106,11 @@ def test_a_version_swapped_out_mid_request_finishes_and_is_released_after_it(
     _slow_iris(root, "1")
     server = live_server(
         [str(root), "--workers", "1", "--poll-interval", "0.2", "--server", server_name],
-        env={"PYTHONPATH": f"{SRC}:{ROOT}", "MODELSERVE_TIMEOUT": "5"},
+        env={
+            "PYTHONPATH": f"{SRC}:{ROOT}",
+            "MODELSERVE_TIMEOUT": "5",
+            "MODELSERVE_LOG_FORMAT": "text",  # _RELEASED reads the text lines
+        },
     )
     row = models.features_of(models.iris(), models.iris().x[0])
     slow_row = {**row, "sepal_length": models.SLOW_MARKER}

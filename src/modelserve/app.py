@@ -11,6 +11,7 @@ from flask.sessions import SessionMixin
 
 from . import api
 from . import threads
+from .api import observe
 from .api._json import OrjsonProvider
 from .errors import ModelLoadError
 from .logging import configure_logging
@@ -64,6 +65,7 @@ def create_app(
     app.json = OrjsonProvider(app)
     app.session_interface = LazySessionInterface()
 
+    observe.init_metrics()  # before the models load: their load times are metrics
     if service is None:
         service = InferenceService(settings)
         service.load()

@@ -7,6 +7,7 @@ from flask import Flask
 from ..service import InferenceService
 from . import _connection
 from . import errors
+from . import observe
 from . import ops
 from . import predict
 from . import v2
@@ -22,6 +23,7 @@ def init_app(app: Flask, service: InferenceService) -> None:
     ``after_request`` hooks registered here, once, so that adding it changes no route.
     """
     app.extensions[EXTENSION_KEY] = Handlers.create(service)
+    observe.init_app(app, service.settings)  # first: its hooks must see every request
     errors.init_app(app)
     _connection.init_app(app)
     app.register_blueprint(ops.bp)
