@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -92,6 +93,16 @@ class LiveServer:
             # Its own process group, so stopping it also stops every worker it forked.
             start_new_session=True,
         )
+        # Read the output as it comes: a server logs every request, and a pipe nobody reads
+        # fills up and blocks the workers' writes.
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -107,8 +118,10 @@ class LiveServer:
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.stop()}")
 
     def output(self) -> str:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read()
+        """What the server wrote so far; all of it once the server has exited."""
+        if self.proc.poll() is not None:
+            self._reader.join(timeout=10)
+        return "".join(self._lines)
 
     def stop(self) -> str:
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):

@@ -111,6 +111,7 @@ def test_a_version_swapped_out_mid_request_finishes_and_is_released_after_it(
         env={
             "PYTHONPATH": f"{SRC}:{ROOT}",
             "MODELSERVE_TIMEOUT": "60",
+            "MODELSERVE_LOG_FORMAT": "text",  # _RELEASED reads the text lines
             models.SLOW_GATE_ENV: str(gate),
         },
     )

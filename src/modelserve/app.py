@@ -13,6 +13,7 @@ from flask.sessions import SessionMixin
 
 from . import api
 from . import threads
+from .api import observe
 from .api._json import OrjsonProvider
 from .api.headers import trust_proxies
 from .errors import ModelLoadError
@@ -70,6 +71,7 @@ def create_app(
     app.json = OrjsonProvider(app)
     app.session_interface = LazySessionInterface()
 
+    observe.init_metrics()  # before the models load: their load times are metrics
     if service is None:
         service = InferenceService(settings)
         service.load()

@@ -35,6 +35,7 @@ import orjson
 from . import workers
 from .errors import ConfigError
 from .settings import ServerSettings
+from .telemetry import new_request_id
 from .types import PREDICT_OUTPUT
 from .types import PROBA_OUTPUT
 from .types import Signature
@@ -53,9 +54,6 @@ BATCH_SIZE = 500
 CLOSE_TIMEOUT = 20.0
 #: Seconds a SQLite writer waits for another worker's write to finish before it gives up.
 _SQLITE_BUSY_SECONDS = 30.0
-#: The version (4) and variant (RFC 4122) bits of a random UUID, as ``uuid.UUID`` sets them.
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
 
 
@@ -248,14 +246,6 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-def new_request_id() -> str:
-    """A fresh request id, a version-4 UUID in hex (what a record gets when no one gave it
-    one). From :mod:`random`, not the OS: an id needs to be unique, not secret, and
-    ``uuid.uuid4()`` costs a system call (a few microseconds) per request."""
-    bits = random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET
-    return f"{bits:032x}"
 
 
 class PredictionLog:

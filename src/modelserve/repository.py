@@ -28,6 +28,7 @@ from typing import Literal
 
 import orjson
 
+from . import telemetry
 from . import trust
 from .errors import IntegrityError
 from .errors import ModelLoadError
@@ -514,6 +515,7 @@ class ModelRepository:
             logger.error(
                 "model %s version %s failed to load: %s", source.name, source.version, exc.message
             )
+            telemetry.observer().model_load_failed(source.name, source.version)
             return FailedVersion(
                 name=source.name,
                 version=source.version,
@@ -523,13 +525,15 @@ class ModelRepository:
                 hashes=prepared.hashes if prepared else {},
                 fingerprint=fingerprint,
             )
+        seconds = time.perf_counter() - started
         logger.info(
             "loaded model %s version %s (%s) in %.0f ms",
             source.name,
             source.version,
             prepared.runtime_name,
-            (time.perf_counter() - started) * 1000,
+            seconds * 1000,
         )
+        telemetry.observer().model_loaded(source.name, source.version, seconds)
         return LoadedVersion(
             name=source.name,
             version=source.version,

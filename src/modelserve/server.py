@@ -23,8 +23,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from . import multiproc
 from . import workers
 from .errors import ModelServeError
+from .logging import apply_handlers
+from .logging import configure_logging
+from .logging import granian_log_config
 from .repository import ModelRepository
 from .security import Authenticator
 from .settings import SETTINGS_JSON_ENV
@@ -98,12 +102,41 @@ def gunicorn_options(settings: ServerSettings) -> dict[str, Any]:
         "keepalive": settings.keepalive,
         "loglevel": settings.log_level.lower(),
         "errorlog": "-",
+        # gunicorn's own lines in modelserve's format; its access log only when asked for
+        # (modelserve logs each request itself).
+        "logger_class": _gunicorn_logger_class(settings),
         "proc_name": "modelserve",
         **GUNICORN_LIMITS,
     }
     if settings.access_log:
         options["accesslog"] = "-"
     return options
+
+
+def _gunicorn_logger_class(settings: ServerSettings) -> type[Any]:
+    """gunicorn's logger, writing through modelserve's handlers (same format, same file)."""
+    from gunicorn.glogging import Logger
+
+    class _Logger(Logger):  # type: ignore[misc]
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for log in (self.error_log, self.access_log):
+                had_handlers = bool(log.handlers)
+                for handler in list(log.handlers):
+                    log.removeHandler(handler)
+                if had_handlers:  # no access log configured: it stays without handlers
+                    apply_handlers(log, settings)
+
+    return _Logger
+
+
+def _compact_metrics(path: str) -> None:
+    """gunicorn's ``child_exit`` (in the arbiter): fold the dead worker's metric files away."""
+    try:
+        with multiproc.locked(path):
+            multiproc.compact(path)
+    except Exception:  # metrics bookkeeping must never take the arbiter down
+        logger.exception("compacting the metrics folder %s failed", path)
 
 
 def watch_repository(
@@ -174,6 +207,8 @@ def run_gunicorn(settings: ServerSettings) -> None:
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
+    configure_logging(settings)
+    metrics_dir, own_metrics_dir = multiproc.prepare()
     settings, state_dir = _with_state_file(with_shared_secret(settings))
 
     class _Arbiter(Arbiter):  # type: ignore[misc]
@@ -192,6 +227,7 @@ def run_gunicorn(settings: ServerSettings) -> None:
             self.cfg.set("worker_class", _gunicorn_worker_class(settings.threads))
             self.cfg.set("post_worker_init", lambda worker: workers.run_worker_start())
             self.cfg.set("worker_exit", lambda server, worker: workers.run_worker_stop())
+            self.cfg.set("child_exit", lambda server, worker: _compact_metrics(metrics_dir))
 
         def load(self) -> Any:
             # gunicorn resets SIGHUP to "terminate" in a new worker; a SIGHUP fanned out while
@@ -211,6 +247,8 @@ def run_gunicorn(settings: ServerSettings) -> None:
     finally:
         if state_dir is not None:
             shutil.rmtree(state_dir, ignore_errors=True)
+        if own_metrics_dir:
+            multiproc.remove(metrics_dir)
 
 
 def with_shared_secret(settings: ServerSettings) -> ServerSettings:
@@ -324,6 +362,8 @@ def granian_options(settings: ServerSettings) -> dict[str, Any]:
         "backpressure": max(settings.threads, settings.max_queue),
         "log_level": settings.log_level.lower(),
         "log_access": settings.access_log,
+        # granian's own lines (main process and workers) in modelserve's format.
+        "log_dictconfig": granian_log_config(settings),
         # A worker that dies (SIGKILL, a crash) is replaced; one that fails to boot stops
         # the server instead (worker_app), as under gunicorn.
         "respawn_failed_workers": True,
@@ -346,6 +386,10 @@ def run_granian(settings: ServerSettings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
+    configure_logging(settings)
+    # Exported before granian forks (or spawns) its workers: they inherit the variable, and
+    # a scrape in any of them compacts the files of workers that are gone.
+    metrics_dir, own_metrics_dir = multiproc.prepare()
     settings, state_dir = _with_state_file(with_shared_secret(settings))
     run_dir = tempfile.mkdtemp(prefix="modelserve-run-")
     boot_failure = Path(run_dir) / "boot-failure.txt"
@@ -399,6 +443,8 @@ def run_granian(settings: ServerSettings) -> None:
             shutil.rmtree(state_dir, ignore_errors=True)
         failed = boot_failure.read_text(encoding="utf-8") if boot_failure.exists() else None
         shutil.rmtree(run_dir, ignore_errors=True)
+        if own_metrics_dir:
+            multiproc.remove(metrics_dir)
     if failed is not None:
         sys.stderr.write(f"\nError: a worker failed to boot, server stopped: {failed}\n\n")
         sys.exit(_WORKER_BOOT_ERROR)

@@ -17,12 +17,15 @@ from contextlib import AbstractContextManager
 from contextlib import nullcontext
 from dataclasses import dataclass
 from dataclasses import field
+from time import perf_counter
 from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
 import orjson
 
+from . import telemetry
+from .batching import merge
 from .batching.batcher import Batcher
 from .cache import LocalCache
 from .cache import PredictionCache
@@ -88,6 +91,7 @@ class ServedVersion:
         self._active = 0
         self._retired = False
         self._released = False
+        telemetry.observer().version_serving(self.name, self.version, True)
 
     @property
     def runtime(self) -> Runtime:
@@ -109,7 +113,11 @@ class ServedVersion:
             if self._released:
                 return False
             self._active += 1
-            return True
+        record = telemetry.current()
+        if record is not None:
+            record.model = self.name
+            record.version = self.label
+        return True
 
     def leave(self) -> None:
         """The request that :meth:`acquire`-d is done; the last one out of a retired version
@@ -155,6 +163,7 @@ class ServedVersion:
             self.runtime.unload()
         except Exception:
             logger.exception("unloading model %s version %s failed", self.name, self.version)
+        telemetry.observer().version_serving(self.name, self.version, False)
         logger.info("released model %s version %s", self.name, self.version)
 
     # -- inference --------------------------------------------------------------------------
@@ -170,10 +179,20 @@ class ServedVersion:
         :raises InferenceError: the model raised on this input.
         :raises ServerBusy: the batcher's queue is full or its answer is late.
         """
+        record = telemetry.current()
         try:
+            if record is not None:
+                record.rows = merge.batch_size(inputs)
             if self.batcher is not None:
+                # The batcher reports the queue wait, batch size and model-call time.
                 return self.batcher.submit(inputs, outputs)
-            return self.model.runtime.predict(inputs, outputs)
+            if record is None:
+                return self.model.runtime.predict(inputs, outputs)
+            started = perf_counter()
+            result = self.model.runtime.predict(inputs, outputs)
+            record.model_seconds = perf_counter() - started
+            record.batch_size = record.rows
+            return result
         except (InferenceError, ServerBusy):
             raise
         except Exception as exc:
@@ -192,6 +211,11 @@ class ServedVersion:
             return answer()
         key = input_digest(kind, x)
         found = cache.get(key)
+        record = telemetry.current()
+        if record is not None:
+            record.cache_hit = found is not None
+            if found is not None:
+                record.rows = len(x) if x.ndim else 1
         if found is not None:
             return found
         out = answer()

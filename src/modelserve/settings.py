@@ -181,7 +181,8 @@ class ServerSettings(BaseSettings):
     """Seconds an idle keep-alive connection stays open."""
 
     access_log: bool = False
-    """Log one line per request (off by default: it costs throughput; proxies log too)."""
+    """The server's own access log (granian's or gunicorn's), off by default: modelserve
+    logs every request itself (``log_requests``), with more fields."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -358,6 +359,28 @@ class ServerSettings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    # -- logs and metrics (issue 17) --------------------------------------------------------
+
+    log_format: Literal["json", "text"] | None = None
+    """``json`` (one object per line) or ``text``; default: text in the development profile,
+    JSON otherwise. The servers' own lines use it too."""
+
+    log_requests: bool = True
+    """One line per request at INFO: request id, method, route, model, version, status,
+    latency, rows, batch size, cache hit, client key name."""
+
+    log_file: Path | None = None
+    """Also write the log to this file, rotated by size (safe with several workers)."""
+
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    """Rotate the log file before it passes this size; ``0`` never rotates."""
+
+    log_backups: int = Field(default=5, ge=0)
+    """Rotated log files kept (``file.1`` ... ``file.N``)."""
+
+    metrics_public: bool = True
+    """``GET /metrics`` answers without an API key; ``false`` puts it behind the API keys."""
 
     @model_validator(mode="after")
     def _profile_defaults(self) -> ServerSettings:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis
 from flask import Flask
-from flask import g
 from flask.testing import FlaskClient
 
 from modelserve.api import limits
@@ -86,13 +84,17 @@ def test_route_classes(app: Flask, method: str, url: str, expected: str | None) 
     assert limits.route_class(endpoint) == expected
 
 
-def test_client_key_is_the_principal_name_else_the_peer_address(app: Flask) -> None:
+def test_client_key_is_the_principal_name_else_the_peer_address(repo: Path) -> None:
+    from modelserve.api.auth import current_principal
+
+    app = limited_app(repo, rate_limit="5/minute", api_key=ADMIN_KEY)
     with app.test_request_context(environ_base={"REMOTE_ADDR": "192.0.2.7"}):
         assert limits.client_key() == "ip:192.0.2.7"
-        g.principal = SimpleNamespace(name="")  # a principal without a name counts as none
-        assert limits.client_key() == "ip:192.0.2.7"
-        g.principal = SimpleNamespace(name="alice")
-        assert limits.client_key() == "key:alice"
+    with app.test_request_context(
+        environ_base={"REMOTE_ADDR": "192.0.2.7"}, headers={"X-API-Key": ADMIN_KEY}
+    ):
+        principal = current_principal()
+        assert principal is not None and limits.client_key() == f"key:{principal.name}"
     headers = {"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9"}
     with app.test_request_context(environ_base={"REMOTE_ADDR": "192.0.2.7"}, headers=headers):
         assert limits.client_key() == "ip:192.0.2.7"

@@ -11,6 +11,7 @@ from . import drift
 from . import errors
 from . import headers
 from . import limits
+from . import observe
 from . import ops
 from . import predict
 from . import v2
@@ -26,6 +27,7 @@ def init_app(app: Flask, service: InferenceService) -> None:
     ``after_request`` hooks registered here, once, so that adding it changes no route.
     """
     app.extensions[EXTENSION_KEY] = Handlers.create(service)
+    observe.init_app(app, service.settings)  # first: its hooks must see every request
     errors.init_app(app)
     auth.init_app(app, service.settings)
     headers.init_app(app, service.settings)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from flask import g
 from flask import request
 
-from ..predlog import new_request_id
+from .. import telemetry
 
 
 def request_id() -> str:
-    """This request's id: the one the request-id middleware set (``g.request_id``), else the
-    client's ``X-Request-ID``, else a new one. Called only for a logged request."""
-    rid = g.get("request_id")
-    if rid:
-        return str(rid)
-    return request.headers.get("X-Request-ID") or new_request_id()
+    """This request's id: the one :mod:`modelserve.api.observe` gave it (kept from the
+    client's ``X-Request-ID`` when sane), else a new one. Called only for a logged request."""
+    record = telemetry.current()
+    if record is not None:
+        return record.request_id
+    return request.headers.get("X-Request-ID") or telemetry.new_request_id()

@@ -62,8 +62,10 @@ class _Policy:
     def __init__(self, settings: ServerSettings) -> None:
         self.authenticator = Authenticator(settings)
         self.enabled = self.authenticator.enabled
-        self._exact = frozenset(p for p in settings.public_paths if not p.endswith("*"))
-        self._prefixes = tuple(p[:-1] for p in settings.public_paths if p.endswith("*"))
+        # MODELSERVE_METRICS_PUBLIC=false takes /metrics out of the public paths.
+        public = [p for p in settings.public_paths if settings.metrics_public or p != "/metrics"]
+        self._exact = frozenset(p for p in public if not p.endswith("*"))
+        self._prefixes = tuple(p[:-1] for p in public if p.endswith("*"))
 
     def is_public(self, path: str) -> bool:
         return path in self._exact or path.startswith(self._prefixes)

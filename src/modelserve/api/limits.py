@@ -18,7 +18,6 @@ from typing import Literal
 
 from flask import Flask
 from flask import Response
-from flask import g
 from flask import request
 from flask_limiter import Limit
 from flask_limiter import Limiter
@@ -28,6 +27,7 @@ from limits.errors import StorageError
 from ..errors import ConfigError
 from ..errors import ServerBusy
 from ..settings import ServerSettings
+from .auth import current_principal
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ UNLIMITED = frozenset(
         "v2.server_metadata",
         "v2.model_metadata",
         "v2.model_ready",
+        "observe.metrics",
         "static",
     }
 )
@@ -88,8 +89,8 @@ def route_class(endpoint: str | None) -> RouteClass | None:
 
 def client_key() -> str:
     """Whose budget a request spends: its principal's name, else its peer address."""
-    principal = g.get("principal")
-    name = getattr(principal, "name", None)
+    principal = current_principal()
+    name = principal.name if principal is not None else None
     if isinstance(name, str) and name:
         return f"key:{name}"
     return f"ip:{request.remote_addr or 'unknown'}"

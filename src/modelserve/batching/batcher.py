@@ -9,6 +9,10 @@ own, so batches grow exactly when load does.
 
 If a merged call fails, every caller is retried alone, so one bad row fails only its own
 request. A full queue answers :class:`ServerBusy` at once.
+
+Each call carries its request's :class:`~modelserve.telemetry.RequestRecord`: the scheduler
+writes the queue wait, the batch size and the model-call time into it, and its log lines name
+the request ids of the batch.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
+from time import perf_counter
 
+from .. import telemetry
 from ..errors import ServerBusy
 from ..types import TensorDict
 from . import merge
@@ -43,6 +49,8 @@ class _Call:
     layout: merge.Layout
     future: Future[TensorDict] = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
+    #: The submitting request's record (read on the caller's thread, written on this one).
+    record: telemetry.RequestRecord | None = field(default_factory=telemetry.current)
 
 
 class Batcher:
@@ -122,7 +130,10 @@ class Batcher:
                 self._start()
                 self._cond.notify()
         if run_alone:
-            return self._predict(inputs, outputs)
+            started = perf_counter()
+            result = self._predict(inputs, outputs)
+            _report(call, 0.0, call.rows, perf_counter() - started)
+            return result
         try:
             return call.future.result(timeout=self.timeout)
         except FutureTimeout:
@@ -178,23 +189,59 @@ class Batcher:
     def _run(self, batch: list[_Call]) -> None:
         self.batches += 1
         self.batched_calls += len(batch)
+        taken = time.monotonic()
         if len(batch) == 1:
-            self._run_alone(batch[0])
+            self._run_alone(batch[0], taken)
             return
         try:
+            started = perf_counter()
             merged, sizes = merge.stack([c.inputs for c in batch])
             outputs = self._predict(merged, merge.union_outputs([c.outputs for c in batch]))
             parts = merge.split(outputs, sizes)
+            seconds = perf_counter() - started
         except Exception:  # one bad caller must not fail the others: retry each alone
-            logger.debug("batch of %d failed; retrying each call alone", len(batch), exc_info=True)
+            logger.debug(
+                "batch of %d calls on %s failed; retrying each call alone",
+                len(batch),
+                self.name,
+                exc_info=True,
+                extra={"fields": {"request_ids": _request_ids(batch)}},
+            )
             for call in batch:
-                self._run_alone(call)
+                self._run_alone(call, taken)
             return
+        rows = sum(sizes)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "ran %d calls (%d rows) on %s in one model call of %.3f ms",
+                len(batch),
+                rows,
+                self.name,
+                seconds * 1000,
+                extra={"fields": {"request_ids": _request_ids(batch)}},
+            )
         for call, part in zip(batch, parts, strict=True):
+            # Reported before the answer is handed over: the caller reads it after its result.
+            _report(call, taken - call.enqueued, rows, seconds)
             call.future.set_result(merge.select(part, call.outputs))
 
-    def _run_alone(self, call: _Call) -> None:
+    def _run_alone(self, call: _Call, taken: float) -> None:
         try:
-            call.future.set_result(self._predict(call.inputs, call.outputs))
+            started = perf_counter()
+            result = self._predict(call.inputs, call.outputs)
+            _report(call, taken - call.enqueued, call.rows, perf_counter() - started)
+            call.future.set_result(result)
         except BaseException as exc:  # handed to the caller, who maps it to a response
             call.future.set_exception(exc)
+
+
+def _report(call: _Call, queued: float, rows: int, seconds: float) -> None:
+    record = call.record
+    if record is not None:
+        record.queue_seconds = queued
+        record.batch_size = rows
+        record.model_seconds = seconds
+
+
+def _request_ids(batch: Sequence[_Call]) -> list[str | None]:
+    return [c.record.request_id if c.record is not None else None for c in batch]

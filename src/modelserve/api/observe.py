@@ -1,0 +1,161 @@
+"""Request ids, the one log line per request, the request metrics and ``GET /metrics``.
+
+``before_request`` keeps a sane incoming ``X-Request-ID`` (or makes one) and opens the
+request's :class:`~modelserve.telemetry.RequestRecord`, which the core fills in;
+``after_request`` echoes the id, records the metrics and writes the line; ``teardown_request``
+closes the record, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+from flask import Blueprint
+from flask import Flask
+from flask import Response
+from flask import request
+
+from .. import telemetry
+from ..logging import REQUEST_LOGGER
+from ..settings import ServerSettings
+from .auth import current_principal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from werkzeug.routing import Rule
+
+    from ..metrics import RefusedKind
+
+bp = Blueprint("observe", __name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+#: An incoming id is kept only when it is this: short, and nothing a log or header could
+#: misread (no spaces, quotes, control characters). Anything else gets a fresh id.
+_SANE_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")
+
+METRICS_ENDPOINT = "observe.metrics"
+#: ``app.extensions`` key: endpoints that answer without an API key. The security layer's
+#: ``before_request`` lets ``request.endpoint in app.extensions[PUBLIC_ENDPOINTS_KEY]`` pass.
+PUBLIC_ENDPOINTS_KEY = "modelserve.public_endpoints"
+
+#: The label for requests that matched no route: never the raw path (unbounded values).
+UNMATCHED = "(unmatched)"
+#: The ``protocol`` label of each blueprint; others are labelled by their blueprint's name.
+_PROTOCOLS = {"predict": "seed", "v2": "v2"}
+
+_request_log = logging.getLogger(REQUEST_LOGGER)
+
+#: Refusals the security layer makes, counted on their own (``modelserve_*_total``).
+_REFUSED_BY_STATUS: dict[int, RefusedKind] = {401: "unauthenticated", 429: "rate_limited"}
+
+
+def request_id(incoming: str | None) -> str:
+    """The id of this request: the client's, when sane, else a fresh one."""
+    if incoming is not None and _SANE_ID.fullmatch(incoming):
+        return incoming
+    return telemetry.new_request_id()
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format, every worker's counts summed (public by default:
+    ``MODELSERVE_METRICS_PUBLIC``)."""
+    from .. import metrics as _metrics
+
+    body, content_type = _metrics.render()
+    return Response(body, content_type=content_type)
+
+
+def init_metrics() -> None:
+    """Start recording model events; the app factory calls it before the models load."""
+    from .. import metrics as _metrics
+
+    _metrics.install()
+
+
+def init_app(app: Flask, settings: ServerSettings) -> None:
+    """Register the hooks and ``/metrics``.
+
+    Call it before any other hook is registered: Flask runs ``before_request`` hooks in
+    order and skips the rest once one answers, so a request refused by an earlier hook
+    (a 401, a 429) would get no id, no line and no count.
+    """
+    # Imported here, not at the top: the server's main process imports the app module, and
+    # must not import prometheus_client before it prepared the multiprocess folder.
+    from .. import metrics as _metrics
+
+    app.register_blueprint(bp)
+    public: set[str] = app.extensions.setdefault(PUBLIC_ENDPOINTS_KEY, set())
+    if settings.metrics_public:
+        public.add(METRICS_ENDPOINT)
+
+    # The protocol label of each endpoint, worked out once per endpoint.
+    protocols: dict[str, str] = {}
+    request_started = _metrics.request_started
+    request_finished = _metrics.request_finished
+    request_closed = _metrics.request_closed
+    count_refused = _metrics.count_refused
+    begin = telemetry.begin
+    current = telemetry.current
+
+    def labels_of(rule: Rule | None) -> tuple[str, str]:
+        if rule is None:
+            return UNMATCHED, "none"
+        protocol = protocols.get(rule.endpoint)
+        if protocol is None:
+            blueprint = rule.endpoint.rpartition(".")[0]
+            protocol = protocols[rule.endpoint] = _PROTOCOLS.get(blueprint, blueprint or "none")
+        return rule.rule, protocol
+
+    @app.before_request
+    def open_record() -> None:
+        begin(request_id(request.headers.get(REQUEST_ID_HEADER)))
+        request_started()
+
+    @app.after_request
+    def close_record(response: Response) -> Response:
+        record = current()
+        if record is None:  # pragma: no cover - before_request always ran first
+            return response
+        seconds = perf_counter() - record.started
+        rule = request.url_rule
+        route, protocol = labels_of(rule)
+        status = response.status_code
+        request_finished(route, protocol, status, record, seconds)
+        if status in _REFUSED_BY_STATUS:
+            count_refused(_REFUSED_BY_STATUS[status])
+        response.headers[REQUEST_ID_HEADER] = record.request_id
+        if _request_log.isEnabledFor(logging.INFO):
+            principal = current_principal()
+            fields = {
+                "request_id": record.request_id,
+                "method": request.method,
+                "route": rule.rule if rule is not None else None,
+                "model": record.model,
+                "version": record.version,
+                "status": status,
+                "latency_ms": round(seconds * 1000, 3),
+                "rows": record.rows,
+                "batch_size": record.batch_size,
+                "cache_hit": record.cache_hit,
+                "client": getattr(principal, "name", None),
+            }
+            if rule is None:
+                fields["path"] = request.path[:256]
+            _request_log.info(
+                "%s %s %d %.2f ms",
+                request.method,
+                route,
+                status,
+                seconds * 1000,
+                extra={"fields": fields},
+            )
+        return response
+
+    @app.teardown_request
+    def forget_record(exc: BaseException | None) -> None:
+        if current() is not None:
+            request_closed()
+            telemetry.end()

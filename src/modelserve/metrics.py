@@ -1,0 +1,243 @@
+"""Prometheus metrics: the definitions, what one request records, and the ``/metrics`` text.
+
+Under a production server every worker writes its own files in prometheus_client's
+multiprocess mode and a scrape (in whichever worker answers it) sums them all
+(:mod:`modelserve.multiproc`); in a single process (the development server, tests) the values
+live in memory. Import this module only where metrics are recorded (a worker's app): importing
+prometheus_client in the server's main process before it prepared the multiprocess folder
+would fix single-process mode in every worker it forks.
+
+Histogram buckets reach down to 100 µs: a compiled model answers in well under a millisecond.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from prometheus_client import Gauge
+from prometheus_client import Histogram
+from prometheus_client import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from . import multiproc
+from . import telemetry
+
+#: modelserve's own registry: nothing else registers here, and in-process tests that build
+#: several apps share one set of metrics.
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+#: Seconds, from 100 µs (a compiled model's call) to 10 s.
+DURATION_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+#: Rows, from one to the largest batches.
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10000)
+#: Seconds a model version takes to load and warm up.
+LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+_REQUEST_LABELS = ("route", "model", "version", "protocol", "status")
+_MODEL_LABELS = ("model", "version")
+
+REQUESTS = Counter(
+    "modelserve_requests_total",
+    "HTTP requests answered, by route (URL rule), model, version, protocol and status.",
+    _REQUEST_LABELS,
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "modelserve_request_duration_seconds",
+    "Time from the start of a request's handling to its response, in the app.",
+    ("route", "model", "version"),
+    buckets=DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "modelserve_requests_in_flight",
+    "Requests being handled now, summed over the running workers.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+QUEUE_WAIT = Histogram(
+    "modelserve_queue_wait_seconds",
+    "Time a request waited in the batcher's queue before its model call started.",
+    _MODEL_LABELS,
+    buckets=DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+MODEL_CALL = Histogram(
+    "modelserve_model_call_seconds",
+    "Duration of the model call that answered a request (shared by a batch).",
+    _MODEL_LABELS,
+    buckets=DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "modelserve_batch_size",
+    "Rows in the model call that answered a request (its own rows when not batched).",
+    _MODEL_LABELS,
+    buckets=ROW_BUCKETS,
+    registry=REGISTRY,
+)
+REQUEST_ROWS = Histogram(
+    "modelserve_request_rows",
+    "Rows (instances, images) in one inference request.",
+    _MODEL_LABELS,
+    buckets=ROW_BUCKETS,
+    registry=REGISTRY,
+)
+CACHE_HITS = Counter(
+    "modelserve_cache_hits_total",
+    "Requests answered from the prediction cache.",
+    _MODEL_LABELS,
+    registry=REGISTRY,
+)
+CACHE_MISSES = Counter(
+    "modelserve_cache_misses_total",
+    "Requests to a cached model whose answer was not in the cache.",
+    _MODEL_LABELS,
+    registry=REGISTRY,
+)
+MODEL_LOAD = Histogram(
+    "modelserve_model_load_seconds",
+    "Time to load a model version and answer its warm-up (each worker loads its own copy).",
+    ("model",),
+    buckets=LOAD_BUCKETS,
+    registry=REGISTRY,
+)
+MODEL_LOAD_FAILURES = Counter(
+    "modelserve_model_load_failures_total",
+    "Model versions that failed to load (counted in each worker that tried).",
+    ("model",),
+    registry=REGISTRY,
+)
+VERSION_LOADED = Gauge(
+    "modelserve_model_version_loaded",
+    "1 while a running worker serves this model version, else 0.",
+    _MODEL_LABELS,
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
+RATE_LIMITED = Counter(
+    "modelserve_rate_limited_total",
+    "Requests refused by the rate limit (429).",
+    registry=REGISTRY,
+)
+UNAUTHENTICATED = Counter(
+    "modelserve_unauthenticated_total",
+    "Requests refused for a missing or unknown API key (401).",
+    registry=REGISTRY,
+)
+
+RefusedKind = Literal["rate_limited", "unauthenticated"]
+_REFUSED = {"rate_limited": RATE_LIMITED, "unauthenticated": UNAUTHENTICATED}
+
+# The labelled children of each label set, resolved once: ``.labels()`` builds and locks on
+# every call, and these lookups are on every request. A race only resolves a child twice.
+_request_series: dict[tuple[str, str, str, str, int], tuple[Counter, Histogram]] = {}
+_model_series: dict[tuple[str, str], tuple[Histogram, Histogram, Histogram, Histogram]] = {}
+
+
+def count_refused(kind: RefusedKind) -> None:
+    """Count one request refused by the security layer (``rate_limited`` or
+    ``unauthenticated``)."""
+    _REFUSED[kind].inc()
+
+
+def request_started() -> None:
+    IN_FLIGHT.inc()
+
+
+def request_closed() -> None:
+    """The request is over (answered or not)."""
+    IN_FLIGHT.dec()
+
+
+def request_finished(
+    route: str, protocol: str, status: int, record: telemetry.RequestRecord, seconds: float
+) -> None:
+    """Record one answered request from what the core reported in its ``record``."""
+    model = record.model or ""
+    version = record.version or ""
+    key = (route, protocol, model, version, status)
+    series = _request_series.get(key)
+    if series is None:
+        series = _request_series[key] = (
+            REQUESTS.labels(route, model, version, protocol, str(status)),
+            REQUEST_DURATION.labels(route, model, version),
+        )
+    series[0].inc()
+    series[1].observe(seconds)
+    if record.model is None:
+        return  # no model served it (health, listings, an unknown model)
+    by_model = _model_series.get((model, version))
+    if by_model is None:
+        by_model = _model_series[(model, version)] = (
+            REQUEST_ROWS.labels(model, version),
+            BATCH_SIZE.labels(model, version),
+            QUEUE_WAIT.labels(model, version),
+            MODEL_CALL.labels(model, version),
+        )
+    rows, batch, queue, call = by_model
+    if record.rows is not None:
+        rows.observe(record.rows)
+    if record.batch_size is not None:
+        batch.observe(record.batch_size)
+    if record.queue_seconds is not None:
+        queue.observe(record.queue_seconds)
+    if record.model_seconds is not None:
+        call.observe(record.model_seconds)
+    if record.cache_hit is not None:
+        (CACHE_HITS if record.cache_hit else CACHE_MISSES).labels(model, version).inc()
+
+
+class MetricsObserver(telemetry.Observer):
+    """Model loads, load failures and served versions, as metrics."""
+
+    def model_loaded(self, name: str, version: int, seconds: float) -> None:
+        MODEL_LOAD.labels(name).observe(seconds)
+
+    def model_load_failed(self, name: str, version: int) -> None:
+        MODEL_LOAD_FAILURES.labels(name).inc()
+
+    def version_serving(self, name: str, version: int, serving: bool) -> None:
+        VERSION_LOADED.labels(name, str(version)).set(1 if serving else 0)
+
+
+def install() -> None:
+    """Record this process's model events from now on (before the models load)."""
+    if not isinstance(telemetry.observer(), MetricsObserver):
+        telemetry.set_observer(MetricsObserver())
+
+
+def render() -> tuple[bytes, str]:
+    """The Prometheus text exposition of every worker's metrics, and its content type.
+
+    In multiprocess mode the files of dead workers are folded into the archives first, under
+    the folder's lock, so a scrape never reads a file that is being folded away.
+    """
+    path = multiproc.directory()
+    if path is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    with multiproc.locked(path):
+        multiproc.compact(path)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
