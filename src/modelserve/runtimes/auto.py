@@ -507,7 +507,8 @@ class AutoRuntime(Runtime):
             sk.model, sk.preprocessor
         ):
             key.update(b"cast")  # and had no float32 cast before the tree
-        estimator = make_pipeline(sk.preprocessor, sk.model) if sk.preprocessor else sk.model
+        pre = sk.preprocessor
+        estimator = make_pipeline(pre, sk.model) if pre is not None else sk.model
         if needs_float32_casts(estimator):
             key.update(b"float32-graph")  # SVR's and imputers' graphs once took doubles
         if layout != "array":
