@@ -33,9 +33,9 @@ from . import mlflow_folders
 from . import models
 
 #: The issue's target is 0.9 of the zoo's models without custom Python code. Reached today:
-#: 25 of 33; what keeps the rest native is listed in the README ("What is compiled...").
-#: Raise this as those are fixed; a drop means a model shape stopped compiling.
-COMPILED_FLOOR = 0.75
+#: 31 of 33 (k-NN classifier and regressor stay native); what keeps them native is listed in
+#: the README ("What is compiled..."). A drop means a model shape stopped compiling.
+COMPILED_FLOOR = 0.9
 #: Rows sent per model: every n-th row of the dataset, so each class shows up.
 MAX_ROWS = 150
 

@@ -252,3 +252,117 @@ def pd_frame(rows: list[dict[str, object]]) -> object:
     import pandas as pd
 
     return pd.DataFrame(rows)
+
+
+def test_linear_svc_compiles_and_serves_no_probabilities(tmp_path: Path) -> None:
+    """Its graph's second output holds raw scores: never served as probabilities."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    x, y = load_iris(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LinearSVC()).fit(x, y)
+    joblib.dump(model, tmp_path / "m.joblib")
+    runtime = load(tmp_path / "m.joblib")
+    assert runtime.compiled, runtime.reason
+    assert not runtime.signature().has_proba
+    out = runtime.predict({"input": x})
+    assert set(out) == {"predict"}
+    assert np.array_equal(out["predict"], model.predict(x))
+    assert set(runtime.predict({"input": x}, ["predict", "predict_proba"])) == {"predict"}
+
+
+def test_svr_compiles_with_a_float32_cast_within_the_tolerance(tmp_path: Path) -> None:
+    from sklearn.datasets import load_diabetes
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
+    x, y = load_diabetes(return_X_y=True)
+    model = make_pipeline(StandardScaler(), SVR()).fit(x, y)
+    joblib.dump(model, tmp_path / "m.joblib")
+    runtime = load(tmp_path / "m.joblib")
+    assert runtime.compiled, runtime.reason
+    want = model.predict(x)
+    got = runtime.predict({"input": x})["predict"]
+    assert not np.array_equal(got, want)  # computed in float32: not scikit-learn's bits
+    atol = auto.PROBA_TOLERANCE * float(np.max(np.abs(want)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+
+
+def test_hist_gradient_boosting_compiles_and_routes_missing_values(tmp_path: Path) -> None:
+    """Fitted with missing values: the graph sends NaN where each split learned to."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = load_breast_cancer(return_X_y=True)
+    holes = np.where(np.random.default_rng(0).random(x.shape) < 0.1, np.nan, x)
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(holes, y)
+    joblib.dump(model, tmp_path / "m.joblib")
+    runtime = load(tmp_path / "m.joblib")
+    assert runtime.compiled, runtime.reason
+    out = runtime.predict({"input": holes})
+    assert np.array_equal(out["predict"], model.predict(holes))
+    np.testing.assert_allclose(
+        out["predict_proba"], model.predict_proba(holes), rtol=0, atol=auto.PROBA_TOLERANCE
+    )
+
+
+def test_imputer_pipeline_compiles_and_fills_missing_values(tmp_path: Path) -> None:
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_breast_cancer(return_X_y=True)
+    holes = np.where(np.random.default_rng(1).random(x.shape) < 0.1, np.nan, x)
+    model = make_pipeline(
+        SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=2000)
+    ).fit(holes, y)
+    joblib.dump(model, tmp_path / "m.joblib")
+    runtime = load(tmp_path / "m.joblib")
+    assert runtime.compiled, runtime.reason
+    out = runtime.predict({"input": holes})
+    assert np.array_equal(out["predict"], model.predict(holes))
+    np.testing.assert_allclose(
+        out["predict_proba"], model.predict_proba(holes), rtol=0, atol=auto.PROBA_TOLERANCE
+    )
+
+
+def test_column_names_that_are_no_onnx_identifiers_compile(tmp_path: Path) -> None:
+    """skl2onnx renames the graph input of ``od280/od315`` to ``od280_od315``."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "od280/od315": rng.normal(size=120),
+            "2nd reading": rng.normal(size=120),
+            "level": pd.Categorical(rng.choice(["low", "mid", "high"], 120)),
+        }
+    )
+    y = (frame["od280/od315"] + (frame["level"] == "high") > 0.5).to_numpy()
+    model = make_pipeline(
+        ColumnTransformer(
+            [
+                ("num", StandardScaler(), ["od280/od315", "2nd reading"]),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), ["level"]),
+            ]
+        ),
+        LogisticRegression(),
+    ).fit(frame, y)
+    joblib.dump(model, tmp_path / "m.joblib")
+    runtime = load(tmp_path / "m.joblib")
+    assert runtime.compiled, runtime.reason
+    graph_inputs = [i["name"] for i in runtime._impl.describe()["inputs"]]
+    assert graph_inputs == ["od280_od315", "_2nd_reading", "level"]
+    table = frame.astype(object).to_numpy()
+    out = runtime.predict({"input": table})
+    assert np.array_equal(out["predict"], model.predict(frame))
+    np.testing.assert_allclose(
+        out["predict_proba"], model.predict_proba(frame), rtol=0, atol=auto.PROBA_TOLERANCE
+    )

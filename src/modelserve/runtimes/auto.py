@@ -150,7 +150,13 @@ def takes_float32(model: Any, pre: Any) -> bool:
 
 
 #: Estimators whose compiled graph cannot give scikit-learn's answers on real rows, and why.
-#: Synthetic check rows rarely show it; training-like data (repeated values) does.
+#: Synthetic check rows rarely show it; training-like data (repeated values) does. Measured
+#: with skl2onnx 1.20 and onnxruntime 1.32, doubles throughout: a k-NN classifier (the
+#: default ``kd_tree`` search) on iris's own rows gives the same labels but probabilities 0.2
+#: off (one vote of five) where training rows tie for the fifth place, with or without
+#: skl2onnx's ``optim="cdist"`` (which only changes how distances are computed): onnxruntime's
+#: ``TopK`` keeps the lowest index, scikit-learn the order of its search. A regressor averages
+#: the same tied neighbours.
 UNCOMPILABLE = {
     "KNeighborsClassifier": "k-nearest neighbours: the compiled graph orders equally distant "
     "neighbours differently, so votes on ties differ from scikit-learn's",
@@ -159,23 +165,79 @@ UNCOMPILABLE = {
 }
 
 
-def _cast_before_trees(estimator: Any) -> Any:
-    """A copy of a Pipeline whose final tree model gets a float32 cast before it.
+#: Estimators whose graph computes in float32 although scikit-learn computes in doubles:
+#: skl2onnx 1.20 writes HistGradientBoosting's trees as float32 ``TreeEnsemble*`` nodes only,
+#: and onnxruntime has no double ``SVMRegressor``. They get a float32 cast before them, so a
+#: feature within float32 rounding of a split threshold could take the other branch (SVR's
+#: kernel sums lose about 1e-7 relatively); they serve compiled only when the check passes.
+FLOAT32_GRAPHS = frozenset(
+    {"HistGradientBoostingClassifier", "HistGradientBoostingRegressor", "SVR"}
+)
 
-    scikit-learn trees round the previous step's output to float32 before comparing it
-    with thresholds; skl2onnx compares the doubles, which takes the other branch for values
-    between a threshold and their rounding. With the cast the graph compares what
-    scikit-learn compares.
-    """
-    steps = getattr(estimator, "steps", None)
-    if not steps or type(steps[-1][1]).__name__ not in FLOAT32_ESTIMATORS:
-        return estimator
+
+def _float32_cast(width: int, dtype: Any = np.float32) -> Any:
     from skl2onnx.sklapi import CastTransformer
+
+    return CastTransformer(dtype=dtype).fit(np.zeros((1, width)))
+
+
+def _numeric_imputer(step: Any) -> bool:
+    """True for a ``SimpleImputer`` of numbers: onnxruntime's ``Imputer`` takes float32 only."""
+    if type(step).__name__ != "SimpleImputer":
+        return False
+    stats = getattr(step, "statistics_", None)
+    return stats is not None and np.asarray(stats).dtype.kind == "f"
+
+
+def needs_float32_casts(estimator: Any) -> bool:
+    """True when :func:`_cast_to_float32` changes the graph of ``estimator``."""
+    steps = getattr(estimator, "steps", None)
+    parts = [step for _, step in steps] if steps else [estimator]
+    return type(parts[-1]).__name__ in FLOAT32_GRAPHS or any(
+        _numeric_imputer(p) for p in parts[:-1]
+    )
+
+
+def _cast_to_float32(estimator: Any) -> Any:
+    """A copy of ``estimator`` with float32 casts where scikit-learn or onnxruntime compute
+    in float32.
+
+    * A Pipeline's final tree model (:data:`FLOAT32_ESTIMATORS`) gets a cast before it:
+      scikit-learn trees round the previous step's output to float32 before comparing it
+      with thresholds; skl2onnx compares the doubles, which takes the other branch for values
+      between a threshold and their rounding. With the cast the graph compares what
+      scikit-learn compares.
+    * A final :data:`FLOAT32_GRAPHS` model, bare or in a Pipeline, gets a cast before it: its
+      nodes exist for float32 only.
+    * A numeric ``SimpleImputer`` step gets a float32 cast before it and a cast back to
+      doubles after it, so that only the features are rounded, not what later steps compute.
+    """
     from sklearn.pipeline import Pipeline
 
+    steps = getattr(estimator, "steps", None)
+    if not steps:
+        if type(estimator).__name__ not in FLOAT32_GRAPHS:
+            return estimator
+        width = int(estimator.n_features_in_)
+        return Pipeline([("float32", _float32_cast(width)), ("model", estimator)])
     final = steps[-1][1]
-    cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, int(final.n_features_in_))))
-    return Pipeline([*steps[:-1], ("float32", cast), steps[-1]])
+    kind = type(final).__name__
+    if not (kind in FLOAT32_ESTIMATORS or kind in FLOAT32_GRAPHS or needs_float32_casts(estimator)):
+        return estimator
+    out: list[tuple[str, Any]] = []
+    for i, (name, step) in enumerate(steps[:-1]):
+        if _numeric_imputer(step):
+            width = int(step.n_features_in_)
+            out.append((f"float32-{i}", _float32_cast(width)))
+            out.append((name, step))
+            width = len(step.get_feature_names_out())
+            out.append((f"float64-{i}", _float32_cast(width, np.float64)))
+        else:
+            out.append((name, step))
+    if kind in FLOAT32_ESTIMATORS or kind in FLOAT32_GRAPHS:
+        out.append(("float32", _float32_cast(int(final.n_features_in_))))
+    out.append(steps[-1])
+    return Pipeline(out)
 
 
 def _unnamed_boosters(estimator: Any) -> Any:
@@ -212,7 +274,8 @@ def convert(model: Any, pre: Any, signature: Signature, layout: str = "array") -
     """The estimator (and preprocessor) as one ONNX graph, taking doubles so that no feature
     is rounded to float32: one ``[rows, width]`` input, or in the ``columns`` layout one
     ``[rows, 1]`` input per feature (strings as strings, integers as int64). A bare tree
-    model takes float32, as scikit-learn scores it (:func:`takes_float32`).
+    model takes float32, as scikit-learn scores it (:func:`takes_float32`); casts go where
+    scikit-learn or onnxruntime compute in float32 (:func:`_cast_to_float32`).
 
     :raises NotCompiled: when skl2onnx cannot convert it.
     """
@@ -233,13 +296,7 @@ def convert(model: Any, pre: Any, signature: Signature, layout: str = "array") -
     why = UNCOMPILABLE.get(type(final).__name__)
     if why is not None:
         raise NotCompiled(why)
-    estimator = _cast_before_trees(_unnamed_boosters(estimator))
-    # zipmap is an option of converters with probabilities only (LinearSVC has none).
-    options = (
-        {id(final): {"zipmap": False}}
-        if hasattr(final, "classes_") and hasattr(final, "predict_proba")
-        else None
-    )
+    estimator = _cast_to_float32(_unnamed_boosters(estimator))
     width = len(signature.features)
     try:
         with warnings.catch_warnings():
@@ -248,7 +305,7 @@ def convert(model: Any, pre: Any, signature: Signature, layout: str = "array") -
             # graph is checked against the model before it serves anyway.
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            graph = _to_onnx(estimator, signature, layout, options, width, float_input)
+            graph = _to_onnx(estimator, signature, layout, width, float_input)
     except NotCompiled:
         raise
     except Exception as exc:  # skl2onnx raises many kinds for what it does not support
@@ -257,15 +314,102 @@ def convert(model: Any, pre: Any, signature: Signature, layout: str = "array") -
     return data
 
 
+def _parts(estimator: Any) -> list[Any]:
+    """``estimator`` and every estimator inside it (Pipeline steps, ColumnTransformer and
+    FeatureUnion parts)."""
+    found = [estimator]
+    inner: list[Any] = [step for _, step in getattr(estimator, "steps", None) or ()]
+    inner += [part for _, part, _ in getattr(estimator, "transformers_", None) or ()]
+    inner += [part for _, part in getattr(estimator, "transformer_list", None) or ()]
+    for part in inner:
+        if part is not None and not isinstance(part, str):
+            found += _parts(part)
+    return found
+
+
+def converter_options(estimator: Any) -> dict[int, dict[str, Any]]:
+    """skl2onnx options for each classifier in ``estimator``, among those its converter
+    declares: probabilities as a plain tensor (no ``ZipMap``); for a classifier without
+    probabilities (``LinearSVC``), raw scores, the only second output skl2onnx writes for
+    double inputs (never served: the model has no ``predict_proba``).
+
+    Every classifier is named, even with no option: skl2onnx 1.20 gives an unnamed classifier
+    in a Pipeline a ``zipmap`` option, which converters without it (``LinearSVC``'s) refuse.
+    """
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common._registration import get_converter
+    from sklearn.base import is_classifier
+
+    options: dict[int, dict[str, Any]] = {}
+    for part in _parts(estimator):
+        if not is_classifier(part) or hasattr(part, "steps"):
+            continue
+        alias = sklearn_operator_name_map.get(type(part))
+        try:
+            declared = get_converter(alias).get_allowed_options() if alias else None
+        except ValueError:  # no converter: conversion reports it
+            declared = None
+        if declared is None or declared == "passthrough" or "zipmap" in declared:
+            chosen: dict[str, Any] = {"zipmap": False} if hasattr(part, "predict_proba") else {}
+        elif "raw_scores" in declared and not hasattr(part, "predict_proba"):
+            chosen = {"raw_scores": True}
+        else:
+            chosen = {}
+        options[id(part)] = chosen
+    return options
+
+
+class _IntMissingFlags:
+    """A skl2onnx container that writes ``nodes_missing_value_tracks_true`` as integers.
+
+    skl2onnx 1.20 gives HistGradientBoosting leaves the flag ``False``, a Python bool, which
+    the installed protobuf refuses in an ``ints`` attribute ("Expected an int, got a
+    boolean"), so no HistGradientBoosting model converts. The values are 0 and 1 either way.
+    """
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._container, name)
+
+    def add_node(self, op_type: str, inputs: Any, outputs: Any, **attrs: Any) -> Any:
+        flags = attrs.get("nodes_missing_value_tracks_true")
+        if flags is not None:
+            attrs["nodes_missing_value_tracks_true"] = [int(v) for v in flags]
+        return self._container.add_node(op_type, inputs, outputs, **attrs)
+
+
+def _custom_converters(estimator: Any) -> tuple[dict[type, Any], dict[type, Any]]:
+    """Per-conversion converters and shape calculators for the HistGradientBoosting models in
+    ``estimator``: skl2onnx's own, writing through :class:`_IntMissingFlags`."""
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common._registration import get_converter
+    from skl2onnx.common._registration import get_shape_calculator
+
+    converters: dict[type, Any] = {}
+    shapes: dict[type, Any] = {}
+    for part in _parts(estimator):
+        kind = type(part)
+        if not kind.__name__.startswith("HistGradientBoosting") or kind in converters:
+            continue
+        alias = sklearn_operator_name_map.get(kind)
+        if alias is None:
+            continue
+        native = get_converter(alias)
+
+        def convert(scope: Any, operator: Any, container: Any, native: Any = native) -> None:
+            native(scope, operator, _IntMissingFlags(container))
+
+        converters[kind] = convert
+        shapes[kind] = get_shape_calculator(alias)
+    return converters, shapes
+
+
 def _to_onnx(
-    estimator: Any,
-    signature: Signature,
-    layout: str,
-    options: dict[int, dict[str, bool]] | None,
-    width: int,
-    float_input: bool,
+    estimator: Any, signature: Signature, layout: str, width: int, float_input: bool
 ) -> Any:
-    from skl2onnx import to_onnx
+    from skl2onnx import convert_sklearn
     from skl2onnx.common import data_types
 
     if layout == "columns":
@@ -275,9 +419,19 @@ def _to_onnx(
                 raise NotCompiled(f"boolean feature {f.name!r} has no ONNX input type here")
             kind = _COLUMN_TYPES.get(f.type, "StringTensorType")
             types.append((f.name, getattr(data_types, kind)([None, 1])))
-        return to_onnx(estimator, initial_types=types, options=options)
-    dtype = np.float32 if float_input else np.float64
-    return to_onnx(estimator, np.zeros((1, width), dtype=dtype), options=options)
+    else:
+        kind = "FloatTensorType" if float_input else "DoubleTensorType"
+        # The name skl2onnx's to_onnx gives an array input.
+        types = [("X", getattr(data_types, kind)([None, width]))]
+    converters, shapes = _custom_converters(estimator)
+    return convert_sklearn(
+        estimator,
+        initial_types=types,
+        name=f"ONNX({type(estimator).__name__})",
+        options=converter_options(estimator),
+        custom_conversion_functions=converters,
+        custom_shape_calculators=shapes,
+    )
 
 
 class AutoRuntime(Runtime):
@@ -343,6 +497,7 @@ class AutoRuntime(Runtime):
     def _cached_graph(self, sk: SKLearnRuntime, layout: str) -> Path:
         """The compiled graph's file: from the cache when its key matches, else converted now."""
         from skl2onnx import __version__ as skl2onnx_version
+        from sklearn.pipeline import make_pipeline
 
         key = hashlib.sha256(skl2onnx_version.encode())
         if layout == "array" and takes_float32(sk.model, sk.preprocessor):
@@ -352,6 +507,10 @@ class AutoRuntime(Runtime):
             sk.model, sk.preprocessor
         ):
             key.update(b"cast")  # and had no float32 cast before the tree
+        pre = sk.preprocessor
+        estimator = make_pipeline(pre, sk.model) if pre is not None else sk.model
+        if needs_float32_casts(estimator):
+            key.update(b"float32-graph")  # SVR's and imputers' graphs once took doubles
         if layout != "array":
             # The per-column graph also depends on the features' types (a manifest may set
             # them); array graphs keep the keys they always had.
@@ -435,7 +594,7 @@ class AutoRuntime(Runtime):
         self, compiled: Runtime, inputs: TensorDict, outputs: Sequence[str] | None
     ) -> TensorDict:
         classes = self._sklearn.classes
-        wanted = set(outputs) if outputs is not None else self._all_outputs
+        wanted = self._all_outputs if outputs is None else self._all_outputs & set(outputs)
         if self._sklearn.labels_from_proba and classes is not None and PREDICT_OUTPUT in wanted:
             # scikit-learn defines these estimators' labels as classes_[argmax(proba)]; take
             # them the same way (ties included) rather than from the graph's own tie-break.
@@ -444,7 +603,8 @@ class AutoRuntime(Runtime):
             if PROBA_OUTPUT not in wanted:
                 del result[PROBA_OUTPUT]
             return result
-        result = compiled.predict(inputs, outputs)
+        # Only what scikit-learn serves: a LinearSVC graph's second output holds raw scores.
+        result = compiled.predict(inputs, sorted(wanted))
         if classes is not None and PREDICT_OUTPUT in result:
             # Labels keep scikit-learn's dtype (the graph may give int64 for int32 classes).
             result[PREDICT_OUTPUT] = result[PREDICT_OUTPUT].astype(classes.dtype, copy=False)

@@ -11,6 +11,7 @@ anything else is a **tensor** model whose named inputs and outputs pass through 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +74,13 @@ def _providers(wanted: Sequence[str] | None) -> list[str]:
             f"onnxruntime build (available: {', '.join(available)})"
         )
     return chosen
+
+
+def _identifier(name: str) -> str:
+    """``name`` as skl2onnx names a graph input after it: characters other than letters,
+    digits, ``_`` and ``+`` become ``_``, and a leading digit gets a ``_`` before it."""
+    seed = re.sub(r"[^\w+]", "_", name)
+    return "_" + seed if re.match("[0-9]", seed) else seed
 
 
 def _class_labels(path: str) -> tuple[Any, ...] | None:
@@ -177,11 +185,9 @@ class ONNXRuntime(Runtime):
         """True for a graph with one ``[rows, 1]`` input per feature the manifest lists (what
         skl2onnx makes of a ``ColumnTransformer`` given named inputs)."""
         listed = self.artifacts.manifest.inputs
-        if listed is None or any(r != 2 for r in ranks):
+        if listed is None or any(r != 2 for r in ranks) or len(listed) != len(self._inputs):
             return False
-        if {a.name for a in self._inputs} != {f.name for f in listed} or len(listed) != len(
-            self._inputs
-        ):
+        if self._column_inputs([f.name for f in listed]) is None:
             return False
         one_float = len(self._inputs) == 1 and self._inputs[0].type in (
             "tensor(float)",
@@ -189,15 +195,31 @@ class ONNXRuntime(Runtime):
         )
         return not one_float and all(_dims(a)[1] in (1, None) for a in self._inputs)
 
+    def _column_inputs(self, names: list[str]) -> list[Any] | None:
+        """The graph input that takes each named feature, or ``None`` when some has none.
+
+        An input is named after its feature, or after the feature's C identifier form when
+        that is a name skl2onnx had to change (``od280/od315`` becomes ``od280_od315``).
+        """
+        by_name = {a.name: a for a in self._inputs}
+        found = []
+        for name in names:
+            graph_input = by_name.get(name) or by_name.get(_identifier(name))
+            if graph_input is None:
+                return None
+            found.append(graph_input)
+        if len({a.name for a in found}) != len(found):
+            return None  # two features would fill one input
+        return found
+
     def _load_columns(self) -> Signature:
         """A tabular graph fed column by column: feature ``j`` of the ``[rows, features]``
         input goes, as a ``[rows, 1]`` tensor of the graph's type, to the input named after it.
         """
         listed = self.artifacts.manifest.inputs or []
-        by_name = {a.name: a for a in self._inputs}
+        graph_inputs = self._column_inputs([f.name for f in listed]) or []
         self._column_feed = []
-        for spec in listed:
-            graph_input = by_name[spec.name]
+        for graph_input in graph_inputs:
             dtype = self._dtypes[graph_input.name]
             if dtype is None:
                 raise ModelLoadError(
