@@ -6,12 +6,17 @@ B so that background load hits both alike, with the server pinned to core 0 and 
 every run bounded and on loopback.
 
     python -m benchmarks.ab /path/to/old/checkout [--rounds 3] [--duration 5]
+
+``--b`` names another checkout for B (default: this one); ``--a-env``/``--b-env NAME=VALUE``
+set server variables for one side only (the same checkout with a feature off and on), and
+``--b-header "Name: value"`` sends a header with B's requests (an API key).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -36,16 +41,21 @@ def _bodies(models: Path, folder: Path) -> Path:
     return path
 
 
-def _server(checkout: Path, models: Path, server: str) -> Server:
+def _server(checkout: Path, models: Path, server: str, env: dict[str, str]) -> Server:
     return Server(
         f"modelserve@{checkout.name}",
         [sys.executable, "-m", "modelserve", "serve", str(models), "--port", "{port}"]
         + ["--server", server, "--default-model", "breast-cancer", "--poll-interval", "0"],
-        {"PYTHONPATH": str(checkout / "src"), "MODELSERVE_LOG_LEVEL": "WARNING"},
+        # A secret key is no tuning flag (older checkouts refused to start without one).
+        {"PYTHONPATH": str(checkout / "src"), "MODELSERVE_SECRET_KEY": "benchmark", **env},
         "/health",
         ready_status=200,
         start_timeout=120,
     )
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items)
 
 
 def main() -> None:
@@ -55,6 +65,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--server", choices=["granian", "gunicorn"], default="granian")
     parser.add_argument("--connections", type=int, nargs="+", default=[64, 1])
+    parser.add_argument("--b", type=Path, default=ROOT, help="B's checkout [this one]")
+    parser.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--b-header", default="", help='"Name: value" sent with B\'s requests')
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -66,22 +80,30 @@ def main() -> None:
         models = work / "models"
         train_breast_cancer(models)
         body = _bodies(models, work)
-        checkouts = {"A (baseline)": args.baseline.resolve(), "B (this checkout)": ROOT}
+        sides = {
+            "A (baseline)": (args.baseline.resolve(), _pairs(args.a_env), ""),
+            "B (this checkout)": (args.b.resolve(), _pairs(args.b_env), args.b_header),
+        }
         results: dict[tuple[str, int], list[float]] = {}
         for _ in range(args.rounds):
-            for label, checkout in checkouts.items():
-                server = _server(checkout, models, args.server)
+            for label, (checkout, env, header) in sides.items():
+                server = _server(checkout, models, args.server, env)
+                os.environ["EXTRA_HEADER"] = header  # read by wrk_report.lua
                 try:
                     for conns in args.connections:
                         wrk(server, "/predict", body, conns, 2)  # warm-up
                         stats = wrk(server, "/predict", body, conns, args.duration)
                         ok = stats["requests"] - stats["non2xx"]
+                        if stats["non2xx"]:
+                            print(f"  {label}: {stats['non2xx']} non-2xx answers", flush=True)
                         rate = ok / (stats["duration_us"] / 1e6)
                         results.setdefault((label, conns), []).append(rate)
                         print(f"{label:18} conns={conns:<3} {rate:9,.1f} req/s", flush=True)
                 finally:
                     server.stop()
         print(f"\nforest /predict on {args.server}, {args.rounds} rounds of {args.duration} s:")
+        for label, (checkout, env, header) in sides.items():
+            print(f"  {label}: {checkout} {env or ''} {header and '+ ' + header.split(':')[0]}")
         for conns in args.connections:
             a = results[("A (baseline)", conns)]
             b = results[("B (this checkout)", conns)]

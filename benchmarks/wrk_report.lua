@@ -10,6 +10,12 @@ if body_file ~= nil and body_file ~= "" then
 else
   wrk.method = "GET"
 end
+-- One extra request header, "Name: value" (an API key, say), when EXTRA_HEADER is set.
+local extra = os.getenv("EXTRA_HEADER")
+if extra ~= nil and extra ~= "" then
+  local name, value = extra:match("^([^:]+):%s*(.*)$")
+  wrk.headers[name] = value
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors

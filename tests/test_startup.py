@@ -18,10 +18,11 @@ pytestmark = pytest.mark.e2e
 def test_an_unpinned_artifact_is_reported_once(
     tmp_path: Path, live_server: Callable[..., LiveServer], server_name: str
 ) -> None:
-    """The master's preflight reports it; the workers it forks do not repeat it."""
+    """The master's preflight reports it; the workers it forks do not repeat it. (Production
+    refuses an unpinned pickle unless told to trust it: the user said so here.)"""
     joblib.dump(models.iris().model, tmp_path / "model.pkl")
     server = live_server(
-        [str(tmp_path / "model.pkl"), "--workers", "2", "--threads", "2"]
+        [str(tmp_path / "model.pkl"), "--workers", "2", "--threads", "2", "--trust-pickles"]
         + ["--server", server_name]
     )
     output = server.stop()

@@ -131,7 +131,13 @@ def _gunicorn_logger_class(settings: ServerSettings) -> type[Any]:
 
 
 def _compact_metrics(path: str) -> None:
-    """gunicorn's ``child_exit`` (in the arbiter): fold the dead worker's metric files away."""
+    """gunicorn's ``child_exit`` (in the arbiter): fold the dead worker's metric files away.
+
+    Workers that exit while the server stops may be reaped after the folder was removed:
+    then there is nothing left to keep.
+    """
+    if not os.path.isdir(path):
+        return
     try:
         with multiproc.locked(path):
             multiproc.compact(path)
