@@ -258,11 +258,13 @@ class RedisCounters:
         )
         if not isinstance(storage, RedisStorage):
             raise ConfigError(f"MODELSERVE_RATE_LIMIT_STORAGE: not a Redis URL: {uri!r}")
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import NoScriptError
 
         client: Any = storage.get_connection()
         self._pool = client.connection_pool
         self._no_script = NoScriptError
+        self._connection_error = RedisConnectionError
         base = storage.base_exceptions
         self.errors = (StorageError, OSError, *(base if isinstance(base, tuple) else (base,)))
         self._sha = hashlib.sha1(_SCRIPT).hexdigest().encode()
@@ -293,7 +295,14 @@ class RedisCounters:
         if conn is None:
             conn = self._local.conn = self._pool.make_connection()
         try:
-            reply = self._call(conn, command)
+            try:
+                reply = self._call(conn, command)
+            except self._connection_error:
+                # Redis restarted, or closed an idle connection: once more on a new one, as
+                # redis-py's client does. (Should the first reply alone have been lost, the
+                # request is counted twice: strict, never more than the limit.)
+                conn.disconnect()
+                reply = self._call(conn, command)
         except BaseException:
             conn.disconnect()  # never reuse a connection that may hold half a reply
             raise
@@ -448,10 +457,11 @@ def _add_headers(response: Response) -> Response:
     window = g.get("modelserve_rate_limit")
     if window is not None:
         limit, remaining, reset = window
-        headers = response.headers
-        headers["X-RateLimit-Limit"] = str(limit)
-        headers["X-RateLimit-Remaining"] = str(remaining)
-        headers["X-RateLimit-Reset"] = str(reset)
+        # add, not set: the response has none of these yet, and set scans every header.
+        add = response.headers.add
+        add("X-RateLimit-Limit", str(limit))
+        add("X-RateLimit-Remaining", str(remaining))
+        add("X-RateLimit-Reset", str(reset))
     return response
 
 
