@@ -11,9 +11,9 @@ The limits are parsed, and the Redis client built, by :pypi:`limits` (Flask-Limi
 layer), and the counters keep Flask-Limiter's key layout and fixed-window semantics. Counting
 is done here rather than through Flask-Limiter's request hooks: those cost more than half of
 ``/predict``'s throughput (three Redis round trips per request, limits re-resolved on every
-request, an in-memory store that re-schedules its expiry on each hit), where one
-``before_request`` hook, one Redis round trip (a Lua script) or one dict update under a lock
-cost a few percent.
+request, an in-memory store that re-schedules its expiry on each hit). Here it is one
+``before_request`` hook and one Redis round trip (a Lua script), or one dict update under a
+lock.
 """
 
 from __future__ import annotations
