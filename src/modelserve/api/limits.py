@@ -210,7 +210,7 @@ class MemoryCounters:
 
     def incr(self, limits: ClassLimits, client: str) -> Window:
         keys = limits.keys_for(client)
-        first: Window | None = None
+        first: Window = (0, 0, 0.0)  # replaced by the first limit's (a class has at least one)
         with self._lock:
             now = time.monotonic()
             if now >= self._sweep_at:
@@ -222,9 +222,8 @@ class MemoryCounters:
                 slot.count += 1
                 if slot.count > limits.amounts[i]:
                     return i, slot.count, slot.ends - now
-                if first is None:
-                    first = (i, slot.count, slot.ends - now)
-        assert first is not None  # a class has at least one limit
+                if i == 0:
+                    first = (0, slot.count, slot.ends - now)
         return first
 
     def _sweep(self, now: float) -> None:
