@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -340,3 +342,29 @@ def test_a_redis_counter_without_expiry_gets_one(repo: Path, limits_redis: str) 
     assert resp.status_code == 429
     assert 0 < server.pttl(key) <= 60_000
     assert 0 < int(resp.headers["Retry-After"]) <= 60
+
+
+def test_a_forked_worker_opens_its_own_redis_connection(repo: Path, limits_redis: str) -> None:
+    app = limited_app(repo, rate_limit="5/minute", rate_limit_storage=limits_redis)
+    limiter = limits.get_limiter(app)
+    assert limiter is not None and isinstance(limiter.storage, limits.RedisCounters)
+    predict = limiter.classes["predict"]
+    assert limiter.storage.incr(predict, "ip:a")[1] == 1  # this thread now holds a connection
+    server = redis.Redis.from_url(limits_redis)
+    before = {c["id"] for c in server.client_list()}
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            count = limiter.storage.incr(predict, "ip:a")[1]
+            ids = {c["id"] for c in redis.Redis.from_url(limits_redis).client_list()}
+            os.write(write, json.dumps([count, len(ids - before)]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        count, new_connections = json.loads(pipe.read())
+    assert count == 2
+    assert new_connections >= 2  # its counter connection, and the one that listed them
+    assert limiter.storage.incr(predict, "ip:a")[1] == 3  # the parent's connection still works

@@ -21,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from typing import Any
 from typing import Literal
 from typing import Protocol
@@ -269,6 +271,11 @@ class RedisCounters:
         self._sha = hashlib.sha1(_SCRIPT).hexdigest().encode()
         self._local = threading.local()
         self._commands: dict[str, tuple[bytes, tuple[bytes, ...], bytes]] = {}
+        _REDIS_COUNTERS.add(self)
+
+    def forget_connections(self) -> None:
+        """Open new connections from now on (in a forked child: the parent's are its own)."""
+        self._local = threading.local()
 
     def prepare(self, limits: ClassLimits) -> None:
         """Encode the parts of ``limits``' command that do not depend on the client."""
@@ -318,6 +325,19 @@ class RedisCounters:
             conn.send_packed_command((command,), check_health=False)
             reply = conn.read_response()
         return reply
+
+
+#: Every Redis counter set of the process, so that a forked child never shares a parent's
+#: connection (a server that builds its app before forking its workers).
+_REDIS_COUNTERS: weakref.WeakSet[RedisCounters] = weakref.WeakSet()
+
+
+def _forget_connections() -> None:
+    for counters in list(_REDIS_COUNTERS):
+        counters.forget_connections()
+
+
+os.register_at_fork(after_in_child=_forget_connections)
 
 
 class _StorageAlarm:
