@@ -368,3 +368,16 @@ def test_a_forked_worker_opens_its_own_redis_connection(repo: Path, limits_redis
     assert count == 2
     assert new_connections >= 2  # its counter connection, and the one that listed them
     assert limiter.storage.incr(predict, "ip:a")[1] == 3  # the parent's connection still works
+
+
+def test_several_limits_in_one_redis_round_trip(repo: Path, limits_redis: str) -> None:
+    app = limited_app(repo, rate_limit="2/minute;3/hour", rate_limit_storage=limits_redis)
+    client = app.test_client()
+    assert [post(client, "/predict").status_code for _ in range(4)] == [200, 200, 429, 429]
+    limiter = limits.get_limiter(app)
+    assert limiter is not None
+    minute, hour = limiter.classes["predict"].keys_for("ip:10.0.0.1")
+    server = redis.Redis.from_url(limits_redis)
+    # Every request counted on the minute; the refused ones spent nothing of the hour.
+    assert (server.get(minute), server.get(hour)) == (b"4", b"2")
+    assert 3_540_000 < server.pttl(hour) <= 3_600_000
