@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -272,3 +274,121 @@ def test_bad_limits_name_their_variable(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("MODELSERVE_RATE_LIMIT_STORAGE", "memcached://x")
     with pytest.raises(ConfigError, match="MODELSERVE_RATE_LIMIT_STORAGE"):
         load_settings()
+
+
+def test_several_limits_stop_at_the_first_exceeded_one(repo: Path) -> None:
+    # As Flask-Limiter: the shortest window gives the headers, and a request it refuses
+    # spends nothing of the longer ones.
+    app = limited_app(repo, rate_limit="2/minute;3/hour")
+    client = app.test_client()
+    statuses = [post(client, "/predict").status_code for _ in range(4)]
+    assert statuses == [200, 200, 429, 429]
+    limiter = limits.get_limiter(app)
+    assert limiter is not None and isinstance(limiter.storage, limits.MemoryCounters)
+    hour_key = limiter.classes["predict"].keys_for("ip:10.0.0.1")[1]
+    assert hour_key.endswith("/predict/3/1/hour")
+    window = limiter.storage.incr(limiter.classes["predict"], "ip:10.0.0.1")
+    assert window[0] == 0 and window[1] == 5  # the minute refuses again, before the hour
+    resp = post(client, "/predict")
+    assert resp.headers["X-RateLimit-Limit"] == "2"
+
+
+def test_the_longer_limit_refuses_with_its_own_headers(repo: Path) -> None:
+    client = limited_app(repo, rate_limit="5/minute;2/hour").test_client()
+    assert [post(client, "/predict").status_code for _ in range(3)] == [200, 200, 429]
+    refused = post(client, "/predict")
+    assert refused.headers["X-RateLimit-Limit"] == "2"
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    assert 60 < int(refused.headers["Retry-After"]) <= 3600
+
+
+def test_memory_windows_restart_and_old_ones_are_swept(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: now[0])
+    counters = limits.MemoryCounters()
+    minute = limits.ClassLimits("predict", "2/minute")
+    assert [counters.incr(minute, "ip:a")[1] for _ in range(3)] == [1, 2, 3]
+    assert counters.incr(minute, "ip:b") == (0, 1, 60.0)
+    now[0] += 30
+    assert counters.incr(minute, "ip:a") == (0, 4, 30.0)
+    assert len(counters) == 2
+    now[0] += 30  # a's window is over: it starts again at its next request
+    assert counters.incr(minute, "ip:a") == (0, 1, 60.0)
+    assert len(counters) == 1  # b did not come back: swept (once a minute)
+    now[0] += limits._SWEEP_INTERVAL + 1
+    assert counters.incr(minute, "ip:c") == (0, 1, 60.0)
+    assert len(counters) == 1
+
+
+def test_redis_script_reloaded_and_connection_reopened(
+    repo: Path, limits_redis: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = limited_app(repo, rate_limit="3/minute", rate_limit_storage=limits_redis)
+    client = app.test_client()
+    server = redis.Redis.from_url(limits_redis)
+    assert post(client, "/predict").status_code == 200
+    server.script_flush()  # as after a Redis restart: the script is gone
+    assert post(client, "/predict").headers["X-RateLimit-Remaining"] == "1"
+    killed = server.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1  # as when Redis restarts: the limiter's connection is gone
+    with caplog.at_level(logging.ERROR, logger="modelserve.api.limits"):
+        assert post(client, "/predict").headers["X-RateLimit-Remaining"] == "0"
+        assert post(client, "/predict").status_code == 429
+    # Reconnected at once: nothing failed, nothing was let through.
+    assert not [r for r in caplog.records if r.name == "modelserve.api.limits"]
+    (key,) = server.keys("*")
+    assert 0 < server.pttl(key) <= 60_000
+
+
+def test_a_redis_counter_without_expiry_gets_one(repo: Path, limits_redis: str) -> None:
+    app = limited_app(repo, rate_limit="2/minute", rate_limit_storage=limits_redis)
+    limiter = limits.get_limiter(app)
+    assert limiter is not None
+    server = redis.Redis.from_url(limits_redis)
+    (key,) = limiter.classes["predict"].keys_for("ip:10.0.0.1")
+    server.set(key, 5)  # left behind without a TTL: it must not block the client for good
+    resp = post(app.test_client(), "/predict")
+    assert resp.status_code == 429
+    assert 0 < server.pttl(key) <= 60_000
+    assert 0 < int(resp.headers["Retry-After"]) <= 60
+
+
+def test_a_forked_worker_opens_its_own_redis_connection(repo: Path, limits_redis: str) -> None:
+    app = limited_app(repo, rate_limit="5/minute", rate_limit_storage=limits_redis)
+    limiter = limits.get_limiter(app)
+    assert limiter is not None and isinstance(limiter.storage, limits.RedisCounters)
+    predict = limiter.classes["predict"]
+    assert limiter.storage.incr(predict, "ip:a")[1] == 1  # this thread now holds a connection
+    server = redis.Redis.from_url(limits_redis)
+    before = {c["id"] for c in server.client_list()}
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            count = limiter.storage.incr(predict, "ip:a")[1]
+            ids = {c["id"] for c in redis.Redis.from_url(limits_redis).client_list()}
+            os.write(write, json.dumps([count, len(ids - before)]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        count, new_connections = json.loads(pipe.read())
+    assert count == 2
+    assert new_connections >= 2  # its counter connection, and the one that listed them
+    assert limiter.storage.incr(predict, "ip:a")[1] == 3  # the parent's connection still works
+
+
+def test_several_limits_in_one_redis_round_trip(repo: Path, limits_redis: str) -> None:
+    app = limited_app(repo, rate_limit="2/minute;3/hour", rate_limit_storage=limits_redis)
+    client = app.test_client()
+    assert [post(client, "/predict").status_code for _ in range(4)] == [200, 200, 429, 429]
+    limiter = limits.get_limiter(app)
+    assert limiter is not None
+    minute, hour = limiter.classes["predict"].keys_for("ip:10.0.0.1")
+    server = redis.Redis.from_url(limits_redis)
+    # Every request counted on the minute; the refused ones spent nothing of the hour.
+    assert (server.get(minute), server.get(hour)) == (b"4", b"2")
+    assert 3_540_000 < server.pttl(hour) <= 3_600_000

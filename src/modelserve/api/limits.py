@@ -1,4 +1,4 @@
-"""Rate limits per client and route class (Flask-Limiter); no hook at all when none is set.
+"""Rate limits per client and route class (fixed windows); no hook at all when none is set.
 
 Each limited request is counted under ``(client, route class)``: the client is the
 authenticated principal's name when the request has one (``flask.g.principal``), else the
@@ -6,23 +6,38 @@ address of the TCP peer (``request.remote_addr``: a ``X-Forwarded-For`` header c
 behind a configured number of trusted proxy hops, so a spoofed one never resets a limit). The
 classes group the endpoints that cost alike, so ``/predict`` and ``/models/<name>/predict``
 share one budget. Health probes and read-only descriptions are never limited.
+
+The limits are parsed, and the Redis client built, by :pypi:`limits` (Flask-Limiter's storage
+layer), and the counters keep Flask-Limiter's key layout and fixed-window semantics. Counting
+is done here rather than through Flask-Limiter's request hooks: those cost more than half of
+``/predict``'s throughput (three Redis round trips per request, limits re-resolved on every
+request, an in-memory store that re-schedules its expiry on each hit). Here it is one
+``before_request`` hook and one Redis round trip (a Lua script), or one dict update under a
+lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
+import os
 import threading
 import time
+import weakref
 from typing import Any
 from typing import Literal
+from typing import Protocol
 
 from flask import Flask
 from flask import Response
 from flask import request
-from flask_limiter import Limit
-from flask_limiter import Limiter
-from flask_limiter import RateLimitExceeded
+from limits import RateLimitItem
+from limits import parse_many
 from limits.errors import StorageError
+from limits.storage import RedisStorage
+from limits.storage import storage_from_string
+from werkzeug.exceptions import TooManyRequests
 
 from ..errors import ConfigError
 from ..errors import ServerBusy
@@ -71,6 +86,11 @@ EXTENSION_KEY = "modelserve.limiter"
 #: Prefix of every counter key, so the counters never collide with other data in Redis.
 KEY_PREFIX = "modelserve"
 
+#: The start of every counter key: Flask-Limiter's layout
+#: (``LIMITS:LIMITER/<prefix>/<client>/<class>/<amount>/<multiples>/<granularity>``), so the
+#: counters of a server that still runs Flask-Limiter's hooks are the same counters.
+_KEY_HEAD = f"{RedisStorage.PREFIX}:LIMITER/{KEY_PREFIX}/"
+
 #: Seconds between two log lines about an unreachable counter storage.
 STORAGE_LOG_INTERVAL = 60.0
 
@@ -80,6 +100,32 @@ _STORAGE_TIMEOUT = 0.5
 #: Seconds after a storage failure during which requests do not try the storage again
 #: (a refused connection still costs the client's retries: ~0.1 s per request).
 STORAGE_RETRY_INTERVAL = 2.0
+
+#: Seconds between two sweeps of the expired windows out of the memory storage.
+_SWEEP_INTERVAL = 60.0
+
+#: Counts one request against every limit of a class in one round trip. Like Flask-Limiter,
+#: it stops at the first limit the request exceeds (a refused request spends nothing of the
+#: longer limits) and a window starts at the client's first request. A counter that somehow
+#: has no expiry gets one, so it can never block a client for good.
+_SCRIPT = b"""
+local first
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then
+    ttl = tonumber(ARGV[2 * i])
+    redis.call('PEXPIRE', key, ttl)
+  end
+  if count > tonumber(ARGV[2 * i - 1]) then
+    return {i - 1, count, ttl}
+  end
+  if i == 1 then
+    first = {0, count, ttl}
+  end
+end
+return first
+"""
 
 
 def route_class(endpoint: str | None) -> RouteClass | None:
@@ -94,6 +140,205 @@ def client_key() -> str:
     if isinstance(name, str) and name:
         return f"key:{name}"
     return f"ip:{request.remote_addr or 'unknown'}"
+
+
+class ClassLimits:
+    """The limits of one route class, parsed once, with the fixed parts of their keys.
+
+    :param name: the route class.
+    :param setting: the limit as configured (``"100/minute;2000/hour"``).
+    """
+
+    def __init__(self, name: str, setting: str) -> None:
+        self.name = name
+        self.setting = setting
+        # Flask-Limiter's order: shortest granularity first, the first one gives the headers.
+        items: list[RateLimitItem] = sorted(parse_many(setting))
+        self.amounts = tuple(item.amount for item in items)
+        self.seconds = tuple(item.get_expiry() for item in items)
+        #: ``/<class>/<amount>/<multiples>/<granularity>`` of each limit's key.
+        self.key_tails = tuple(item.key_for(name)[len(item.namespace) :] for item in items)
+        self.message = (
+            f"Rate limit exceeded: {setting} per client on {name} routes "
+            f"(MODELSERVE_RATE_LIMIT_{name.upper()} / MODELSERVE_RATE_LIMIT)"
+        )
+
+    def keys_for(self, client: str) -> list[str]:
+        """The counter keys of ``client``, one per limit."""
+        head = _KEY_HEAD + client
+        return [head + tail for tail in self.key_tails]
+
+    def __repr__(self) -> str:
+        return f"ClassLimits({self.name!r}, {self.setting!r})"
+
+
+#: What a storage answers for a counted request: the index of the limit the headers describe
+#: (the exceeded one, else the first), its count including this request, and the seconds
+#: until its window resets.
+Window = tuple[int, int, float]
+
+
+class Counters(Protocol):
+    """Where the counters live."""
+
+    #: The exceptions that mean "the storage cannot answer" (fail open or closed).
+    errors: tuple[type[BaseException], ...]
+
+    def incr(self, limits: ClassLimits, client: str) -> Window:
+        """Count one request of ``client`` against every limit of ``limits``."""
+        ...  # pragma: no cover
+
+
+class _Slot:
+    __slots__ = ("count", "ends")
+
+    def __init__(self, ends: float) -> None:
+        self.count = 0
+        self.ends = ends
+
+
+class MemoryCounters:
+    """The counters of one process: a dict under a lock; old windows expire lazily.
+
+    An expired window is restarted when its client comes back, and the ones nobody comes back
+    to are swept out once a minute, so memory holds only the clients of the current windows.
+    """
+
+    errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}
+        self._sweep_at = time.monotonic() + _SWEEP_INTERVAL
+
+    def incr(self, limits: ClassLimits, client: str) -> Window:
+        keys = limits.keys_for(client)
+        first: Window = (0, 0, 0.0)  # replaced by the first limit's (a class has at least one)
+        with self._lock:
+            now = time.monotonic()
+            if now >= self._sweep_at:
+                self._sweep(now)
+            for i, key in enumerate(keys):
+                slot = self._slots.get(key)
+                if slot is None or slot.ends <= now:
+                    slot = self._slots[key] = _Slot(now + limits.seconds[i])
+                slot.count += 1
+                if slot.count > limits.amounts[i]:
+                    return i, slot.count, slot.ends - now
+                if i == 0:
+                    first = (0, slot.count, slot.ends - now)
+        return first
+
+    def _sweep(self, now: float) -> None:
+        expired = [key for key, slot in self._slots.items() if slot.ends <= now]
+        for key in expired:
+            del self._slots[key]
+        self._sweep_at = now + _SWEEP_INTERVAL
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+class RedisCounters:
+    """Counters in Redis, shared by every worker and replica: one ``EVALSHA`` per request.
+
+    The client (URL forms, TLS, password, database, timeouts) is the one :pypi:`limits` builds.
+    Each request thread keeps one connection of its own and sends a command whose fixed parts
+    were encoded once: redis-py's command path (pool checkout, argument encoding, retries)
+    costs more CPU than the round trip itself.
+
+    :param uri: ``redis://`` or ``rediss://`` URL.
+    """
+
+    def __init__(self, uri: str) -> None:
+        storage = storage_from_string(
+            uri, socket_timeout=_STORAGE_TIMEOUT, socket_connect_timeout=_STORAGE_TIMEOUT
+        )
+        if not isinstance(storage, RedisStorage):
+            raise ConfigError(f"MODELSERVE_RATE_LIMIT_STORAGE: not a Redis URL: {uri!r}")
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import NoScriptError
+
+        client: Any = storage.get_connection()
+        self._pool = client.connection_pool
+        self._no_script = NoScriptError
+        self._connection_error = RedisConnectionError
+        base = storage.base_exceptions
+        self.errors = (StorageError, OSError, *(base if isinstance(base, tuple) else (base,)))
+        self._sha = hashlib.sha1(_SCRIPT).hexdigest().encode()
+        self._local = threading.local()
+        self._commands: dict[str, tuple[bytes, tuple[bytes, ...], bytes]] = {}
+        _REDIS_COUNTERS.add(self)
+
+    def forget_connections(self) -> None:
+        """Open new connections from now on (in a forked child: the parent's are its own)."""
+        self._local = threading.local()
+
+    def prepare(self, limits: ClassLimits) -> None:
+        """Encode the parts of ``limits``' command that do not depend on the client."""
+        n = len(limits.amounts)
+        head = b"*%d\r\n" % (3 + 3 * n) + _bulk(b"EVALSHA") + _bulk(self._sha)
+        head += _bulk(b"%d" % n) + b"$"
+        tails = tuple(tail.encode() for tail in limits.key_tails)
+        argv = b"".join(
+            _bulk(b"%d" % amount) + _bulk(b"%d" % (seconds * 1000))
+            for amount, seconds in zip(limits.amounts, limits.seconds, strict=True)
+        )
+        self._commands[limits.name] = (head, tails, argv)
+
+    def incr(self, limits: ClassLimits, client: str) -> Window:
+        head, tails, argv = self._commands[limits.name]
+        prefix = (_KEY_HEAD + client).encode()
+        keys = b"$".join(
+            b"%d\r\n%s%s\r\n" % (len(prefix) + len(tail), prefix, tail) for tail in tails
+        )
+        command = head + keys + argv
+        # redis-py's Connection: its send/read methods are not annotated.
+        conn: Any = self._local.__dict__.get("conn")
+        if conn is None:
+            conn = self._local.conn = self._pool.make_connection()
+        try:
+            try:
+                reply = self._call(conn, command)
+            except self._connection_error:
+                # Redis restarted, or closed an idle connection: once more on a new one, as
+                # redis-py's client does. (Should the first reply alone have been lost, the
+                # request is counted twice: strict, never more than the limit.)
+                conn.disconnect()
+                reply = self._call(conn, command)
+        except BaseException:
+            conn.disconnect()  # never reuse a connection that may hold half a reply
+            raise
+        index, count, ttl_ms = reply
+        return int(index), int(count), int(ttl_ms) / 1000
+
+    def _call(self, conn: Any, command: bytes) -> list[int]:
+        conn.send_packed_command((command,), check_health=False)
+        try:
+            reply: list[int] = conn.read_response()
+        except self._no_script:  # a fresh (or flushed) Redis: load the script, once more
+            conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", _SCRIPT))
+            conn.read_response()
+            conn.send_packed_command((command,), check_health=False)
+            reply = conn.read_response()
+        return reply
+
+
+#: Every Redis counter set of the process, so that a forked child never shares a parent's
+#: connection (a server that builds its app before forking its workers).
+_REDIS_COUNTERS: weakref.WeakSet[RedisCounters] = weakref.WeakSet()
+
+
+def _forget_connections() -> None:
+    for counters in list(_REDIS_COUNTERS):
+        counters.forget_connections()
+
+
+os.register_at_fork(after_in_child=_forget_connections)
 
 
 class _StorageAlarm:
@@ -144,112 +389,79 @@ class _StorageAlarm:
         logger.warning("rate limit storage reachable again after %.0f s", down)
 
 
-class RateLimiter(Limiter):
-    """Flask-Limiter, where a storage failure never becomes a 500.
+class RateLimiter:
+    """Count each limited request once, before its view; a storage failure is never a 500.
 
-    Flask-Limiter either raises the storage error (a 500) or swallows it with a traceback in
-    the log on every request. Here the check and the header values are read in one place:
-    on a failure the request goes through (fail open) or gets a 503 with ``Retry-After``
-    (fail closed), and the log says so at most once a minute.
+    On a failure the request goes through (fail open) or gets a 503 with ``Retry-After``
+    (fail closed), the log says so at most once a minute, and for
+    :data:`STORAGE_RETRY_INTERVAL` seconds requests do not wait for the storage again.
+
+    :param settings: the rate-limit settings (at least one class limited).
+    :raises ConfigError: when the storage URL cannot be used.
     """
 
-    def __init__(self, settings: ServerSettings, classes: dict[str, str]) -> None:
-        self._classes = classes
+    def __init__(self, settings: ServerSettings) -> None:
         self._fail_open = settings.rate_limit_fail_open
         self._alarm = _StorageAlarm(STORAGE_LOG_INTERVAL)
-        storage = settings.rate_limit_storage or "memory://"
-        options: dict[str, Any] = {}
-        if not storage.startswith("memory://"):
-            # Redis: never let an unreachable server hold a request for long.
-            options = {
-                "socket_timeout": _STORAGE_TIMEOUT,
-                "socket_connect_timeout": _STORAGE_TIMEOUT,
-            }
-        super().__init__(
-            client_key,
-            default_limits=[
-                Limit(
-                    self._limit_of_request,
-                    scope=self._scope_of,
-                    shared=True,
-                    error_message=self._message,
-                )
-            ],
-            storage_uri=storage,
-            storage_options=options,
-            strategy="fixed-window",
-            headers_enabled=True,
-            swallow_errors=False,
-            key_prefix=KEY_PREFIX,
-        )
-        self._errors: tuple[type[BaseException], ...] = (StorageError, OSError)
         self._retry_at = 0.0
+        uri = settings.rate_limit_storage or "memory://"
+        self.classes = {
+            name: ClassLimits(name, value) for name, value in settings.rate_limits().items()
+        }
+        self.storage: Counters
+        if uri.startswith("memory://"):
+            self.storage = MemoryCounters()
+        else:
+            try:
+                redis_counters = RedisCounters(uri)
+            except ConfigError:
+                raise
+            except Exception as exc:  # a storage URL limits cannot use
+                raise ConfigError(
+                    f"MODELSERVE_RATE_LIMIT_STORAGE: cannot use {uri!r}: {exc}"
+                ) from exc
+            for limits in self.classes.values():
+                redis_counters.prepare(limits)
+            self.storage = redis_counters
+        #: Only the endpoints whose class has a limit: every other request (health, metadata,
+        #: exempt classes) costs one dict lookup.
+        self._by_endpoint = {
+            endpoint: self.classes[cls]
+            for endpoint, cls in ROUTE_CLASSES.items()
+            if cls in self.classes
+        }
 
     def init_app(self, app: Flask) -> None:
-        try:
-            super().init_app(app)
-        except Exception as exc:  # a storage URL limits cannot use
-            raise ConfigError(
-                f"MODELSERVE_RATE_LIMIT_STORAGE: cannot use {self._storage_uri!r}: {exc}"
-            ) from exc
-        base = self.storage.base_exceptions
-        extra = base if isinstance(base, tuple) else (base,)
-        self._errors = (StorageError, OSError, *extra)
-        # Only the classes that have a limit are counted; every other request (health,
-        # metadata, exempt classes) skips the limiter before it touches the storage.
-        self.request_filter(lambda: route_class(request.endpoint) not in self._classes)
+        app.before_request(self.check_request)
+        app.after_request(_add_headers)
 
-    def _limit_of_request(self) -> str:
-        return self._classes.get(route_class(request.endpoint) or "", "")
-
-    @staticmethod
-    def _scope_of(endpoint: str) -> str:
-        return route_class(endpoint) or endpoint
-
-    def _message(self) -> str:
-        cls = route_class(request.endpoint) or "?"
-        return (
-            f"Rate limit exceeded: {self._classes.get(cls)} per client on {cls} routes "
-            f"(MODELSERVE_RATE_LIMIT_{cls.upper()} / MODELSERVE_RATE_LIMIT)"
-        )
-
-    def _check_request_limit(
-        self, callable_name: str | None = None, in_middleware: bool = True
-    ) -> None:
-        if self._retry_at and time.monotonic() < self._retry_at:
-            # The storage failed a moment ago: decide without waiting for it again (the
-            # filter has not run: health and unlimited classes still pass untouched).
-            if route_class(request.endpoint) in self._classes:
+    def check_request(self) -> None:
+        """Count the request; raise 429 past its limit, or 503 when failing closed."""
+        limits = self._by_endpoint.get(request.endpoint)  # type: ignore[arg-type]
+        if limits is None:
+            return
+        if self._retry_at:
+            if time.monotonic() < self._retry_at:
+                # The storage failed a moment ago: decide without waiting for it again.
                 self._storage_failed(None)
-            return
+                return
         try:
-            super()._check_request_limit(callable_name, in_middleware)
-        except RateLimitExceeded:
-            self._read_window()
-            raise
-        except self._errors as exc:
+            index, count, reset_in = self.storage.incr(limits, client_key())
+        except self.storage.errors as exc:
             self._storage_failed(exc)
-        else:
-            self._read_window()
-
-    def _read_window(self) -> None:
-        """Read the header values now: Flask-Limiter would read them in its after-request
-        hook, where a storage failure could only become a 500."""
-        current = self.context.view_rate_limit
-        if current is None:
             return
-        try:
-            current.window  # noqa: B018 - cached on the object for the headers
-        except self._errors as exc:
-            self._storage_failed(exc)
-        else:
+        if self._retry_at:
             self._retry_at = 0.0
             self._alarm.ok()
+        amount = limits.amounts[index]
+        now = time.time()
+        g.modelserve_rate_limit = (amount, max(0, amount - count), math.ceil(now + reset_in))
+        if count > amount:
+            raise TooManyRequests(limits.message, retry_after=max(1, math.ceil(reset_in)))
 
     def _storage_failed(self, exc: BaseException | None) -> None:
         """Let the request through or refuse it with a 503; ``exc`` is ``None`` while the
         storage is skipped after a recent failure."""
-        self.context.reset()  # nothing half-evaluated reaches the response headers
         if exc is not None:
             self._retry_at = time.monotonic() + STORAGE_RETRY_INTERVAL
             self._alarm.failed(exc, self._fail_open)
@@ -261,11 +473,15 @@ class RateLimiter(Limiter):
             ) from None
 
 
-def _retry_after_only_when_refused(response: Response) -> Response:
-    # Flask-Limiter writes Retry-After on every limited response; it means "come back
-    # later", so a success keeps only the X-RateLimit-* headers.
-    if response.status_code < 400:
-        response.headers.pop("Retry-After", None)
+def _add_headers(response: Response) -> Response:
+    window = g.get("modelserve_rate_limit")
+    if window is not None:
+        limit, remaining, reset = window
+        # add, not set: the response has none of these yet, and set scans every header.
+        add = response.headers.add
+        add("X-RateLimit-Limit", str(limit))
+        add("X-RateLimit-Remaining", str(remaining))
+        add("X-RateLimit-Reset", str(reset))
     return response
 
 
@@ -277,12 +493,9 @@ def init_app(app: Flask, settings: ServerSettings) -> None:
 
     :raises ConfigError: when the storage URL cannot be used.
     """
-    classes = settings.rate_limits()
-    if not classes:
+    if not settings.rate_limits():
         return
-    # Registered before Flask-Limiter's own after-request hook, so it runs after it.
-    app.after_request(_retry_after_only_when_refused)
-    limiter = RateLimiter(settings, dict(classes))
+    limiter = RateLimiter(settings)
     limiter.init_app(app)
     app.extensions[EXTENSION_KEY] = limiter
 
