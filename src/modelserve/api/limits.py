@@ -1,7 +1,7 @@
 """Rate limits per client and route class (fixed windows); no hook at all when none is set.
 
 Each limited request is counted under ``(client, route class)``: the client is the
-authenticated principal's name when the request has one (``flask.g.principal``), else the
+authenticated principal's name when the request has one (``auth.current_principal()``), else the
 address of the TCP peer (``request.remote_addr``: a ``X-Forwarded-For`` header counts only
 behind a configured number of trusted proxy hops, so a spoofed one never resets a limit). The
 classes group the endpoints that cost alike, so ``/predict`` and ``/models/<name>/predict``
@@ -31,6 +31,7 @@ from typing import Protocol
 
 from flask import Flask
 from flask import Response
+from flask import g
 from flask import request
 from limits import RateLimitItem
 from limits import parse_many
@@ -488,7 +489,7 @@ def _add_headers(response: Response) -> Response:
 def init_app(app: Flask, settings: ServerSettings) -> None:
     """Rate-limit the app's route classes; registers nothing at all when no limit is set.
 
-    Call it after any hook that sets ``g.principal`` (authentication), so that clients with
+    Call it after the authentication hook (``auth.current_principal``), so that clients with
     a key are counted by key.
 
     :raises ConfigError: when the storage URL cannot be used.
