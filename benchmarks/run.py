@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -361,13 +362,19 @@ class Server:
             **{k: expand(v) for k, v in env.items()},
         }
         argv = [expand(a) for a in argv]
-        self._log = log_path.open("wb") if log_path else None
+        if log_path is None:
+            # A file, never a pipe: a server that logs every request would fill a pipe nobody
+            # reads and stall (modelserve logs one line per request by default).
+            handle, name = tempfile.mkstemp(prefix="server-", suffix=".log")
+            os.close(handle)
+            self.log_path = log_path = Path(name)
+        self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, *argv],
             env=full_env,
             cwd=cwd,
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=self._log or subprocess.PIPE,
+            stdout=self._log,
+            stderr=self._log,
             start_new_session=True,
         )
         self._wait(ready_path, ready_status, start_timeout)

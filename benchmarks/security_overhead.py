@@ -53,7 +53,7 @@ def _pinned(core: int, argv: list[str]) -> list[str]:
     return argv
 
 
-def _start(models: Path, server: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+def _start(models: Path, server: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVE_")}
     full_env.update(
@@ -64,14 +64,15 @@ def _start(models: Path, server: str, env: dict[str, str]) -> tuple[subprocess.P
     )
     argv = [sys.executable, "-m", "modelserve", "serve", str(models), "--port", str(port)]
     argv += ["--workers", "1", "--threads", "8", "--server", server, "--default-model", "iris"]
-    proc = subprocess.Popen(
-        _pinned(0, argv), env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    # The server logs a line per request: a pipe nobody reads would fill and stall it.
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(_pinned(0, argv), env=full_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}: {proc.stdout.read()}")  # type: ignore[union-attr]
+            log.seek(0)
+            raise RuntimeError(f"server exited {proc.returncode}: {log.read()[-2000:]}")
         try:
             with urllib.request.urlopen(url + "/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -82,7 +83,7 @@ def _start(models: Path, server: str, env: dict[str, str]) -> tuple[subprocess.P
     raise RuntimeError("server not ready after 120 s")
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=30)
