@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelLoadError
-from ..manifest import FeatureSpec
 from ..types import PREDICT_OUTPUT
 from ..types import PROBA_OUTPUT
 from ..types import TABULAR_INPUT
@@ -36,6 +35,7 @@ from .auto import CACHE_DIR
 from .auto import PROBA_TOLERANCE
 from .auto import SAMPLE_ROWS
 from .auto import NotCompiled
+from .auto import load_compiled_graph
 from .base import ArtifactSet
 from .base import Runtime
 
@@ -281,23 +281,12 @@ class BoosterRuntime(Runtime):
             raise NotCompiled(
                 f"{exc.name} is not installed (pip install 'modelserve[onnxmltools]')"
             ) from None
-        from .onnx import ONNXRuntime
 
         path = cached_graph(self.artifacts.artifact, self._converter_key(), self._convert)
         self.cache_path = path if path.parent.name == CACHE_DIR else None
-        manifest = self.artifacts.manifest.model_copy(
-            update={
-                "runtime": "onnx",
-                "inputs": [FeatureSpec.model_validate(f.to_dict()) for f in sig.features],
-                "task": sig.task,
-                "class_names": None,
-            }
+        compiled = load_compiled_graph(
+            path, self.artifacts.manifest, sig, runtime="onnx", class_names=None
         )
-        compiled = ONNXRuntime(ArtifactSet(artifact=path, manifest=manifest))
-        try:
-            compiled.load()
-        except ModelLoadError as exc:
-            raise NotCompiled(f"onnxruntime cannot load the compiled graph: {exc.message}") from exc
         x = threshold_sample(self.info.thresholds, sig, SAMPLE_ROWS)
         try:
             want = self._outputs(self._native_scores(x), set(sig.outputs))

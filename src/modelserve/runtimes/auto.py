@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..manifest import FeatureSpec
+from ..manifest import Manifest
 from ..types import PREDICT_OUTPUT
 from ..types import PROBA_OUTPUT
 from ..types import TABULAR_INPUT
@@ -434,6 +435,29 @@ def _to_onnx(
     )
 
 
+def load_compiled_graph(
+    path: Path, manifest: Manifest, signature: Signature, **overrides: Any
+) -> Runtime:
+    """Load a compiled graph with the ONNX runtime, described by the model's own signature
+    (its features as ``inputs``, its task) and ``overrides`` on top of its manifest.
+
+    :raises NotCompiled: when onnxruntime cannot load it.
+    """
+    from .onnx import ONNXRuntime
+
+    update = {
+        "inputs": [FeatureSpec.model_validate(f.to_dict()) for f in signature.features],
+        "task": signature.task,
+        **overrides,
+    }
+    compiled = ONNXRuntime(ArtifactSet(artifact=path, manifest=manifest.model_copy(update=update)))
+    try:
+        compiled.load()
+    except ModelLoadError as exc:
+        raise NotCompiled(f"onnxruntime cannot load the compiled graph: {exc.message}") from exc
+    return compiled
+
+
 class AutoRuntime(Runtime):
     """A scikit-learn model, served compiled to ONNX whenever that gives the same answers."""
 
@@ -476,21 +500,8 @@ class AutoRuntime(Runtime):
             raise NotCompiled(
                 "onnxruntime is not installed (pip install 'modelserve[onnx]')"
             ) from None
-        from .onnx import ONNXRuntime
-
         path = self._cached_graph(sk, layout)
-        manifest = self.artifacts.manifest.model_copy(
-            update={
-                "inputs": [FeatureSpec.model_validate(f.to_dict()) for f in sig.features],
-                "task": sig.task,
-                "preprocessor": None,
-            }
-        )
-        compiled = ONNXRuntime(ArtifactSet(artifact=path, manifest=manifest))
-        try:
-            compiled.load()
-        except ModelLoadError as exc:
-            raise NotCompiled(f"onnxruntime cannot load the compiled graph: {exc.message}") from exc
+        compiled = load_compiled_graph(path, self.artifacts.manifest, sig, preprocessor=None)
         self._verify(sk, compiled, sig)
         return compiled
 
