@@ -228,3 +228,37 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def worker_pids(pid: int) -> set[int]:
+    """The children of a server's main process, read from /proc (no psutil)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children.update(int(c) for c in (task / "children").read_text().split())
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return children
+
+
+def wait_for(check: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``check`` until it holds or ``timeout`` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step)
+    return False
+
+
+@pytest.fixture
+def limits_redis(redis_url: str) -> Iterator[str]:
+    """The session's private Redis on a database of its own (7), emptied for each test."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + "/7"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()

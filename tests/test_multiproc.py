@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from modelserve import multiproc
 from . import models
 from .conftest import SRC
 from .conftest import LiveServer
+from .conftest import wait_for
+from .conftest import worker_pids
 
 ROW = models.features_of(models.iris(), models.iris().x[0])
 
@@ -128,26 +129,6 @@ def test_prepare_wipes_a_given_folder_and_makes_one_otherwise(tmp_path: Path) ->
 
 
 # -- real servers ----------------------------------------------------------------------------
-
-
-def worker_pids(pid: int) -> set[int]:
-    """The children of the server's main process, read from /proc."""
-    children: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            children.update(int(c) for c in (task / "children").read_text().split())
-        except FileNotFoundError:
-            continue
-    return children
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def scrape(url: str) -> dict[str, float]:

@@ -21,6 +21,8 @@ import yaml
 from . import models
 from .conftest import SRC
 from .conftest import LiveServer
+from .conftest import wait_for
+from .conftest import worker_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -56,26 +58,6 @@ def repo(tmp_path: Path) -> Path:
     root = tmp_path / "models"
     models.write_model(root, "iris", models.iris())
     return root
-
-
-def worker_pids(pid: int) -> set[int]:
-    """The children of the server's main process, read from /proc (no psutil)."""
-    children: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            children.update(int(c) for c in (task / "children").read_text().split())
-        except FileNotFoundError:  # the thread ended meanwhile
-            continue
-    return children
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Load:

@@ -6,7 +6,6 @@ import pickle
 import shutil
 import time
 from collections.abc import Callable
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,6 @@ pytestmark = pytest.mark.e2e
 
 SERVERS = ["granian", "gunicorn"]
 ROW = dict.fromkeys(models.IRIS_FEATURES, 1.0)
-
-
-@pytest.fixture
-def limits_redis(redis_url: str) -> Iterator[str]:
-    """The session's private Redis on a database of its own, emptied for each test."""
-    url = redis_url.rsplit("/", 1)[0] + "/8"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
 
 
 def fresh_post(url: str, spoof: str, **kwargs: Any) -> requests.Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +37,6 @@ def limited_app(repo: Path, **limit_settings: Any) -> Flask:
 def post(client: FlaskClient, url: str, addr: str = "10.0.0.1", **kwargs: Any) -> Any:
     kwargs.setdefault("json", ROW if "batch" not in url else {"instances": [ROW]})
     return client.post(url, environ_base={"REMOTE_ADDR": addr}, **kwargs)
-
-
-@pytest.fixture
-def limits_redis(redis_url: str) -> Iterator[str]:
-    """The session's private Redis, on a database of its own, emptied for each test."""
-    url = redis_url.rsplit("/", 1)[0] + "/7"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
 
 
 def test_every_endpoint_is_classified_or_explicitly_unlimited(app: Flask) -> None:
