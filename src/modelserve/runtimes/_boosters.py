@@ -32,9 +32,9 @@ from ..types import Signature
 from ..types import Task
 from ..types import TensorDict
 from .auto import CACHE_DIR
-from .auto import PROBA_TOLERANCE
 from .auto import SAMPLE_ROWS
 from .auto import NotCompiled
+from .auto import compare_outputs
 from .auto import load_compiled_graph
 from .base import ArtifactSet
 from .base import Runtime
@@ -140,31 +140,6 @@ def threshold_sample(thresholds: dict[int, list[float]], signature: Signature, r
     integer = np.array([f.type == "integer" for f in signature.features], dtype=bool)
     x[:, integer] = np.round(x[:, integer])
     return x
-
-
-def compare_outputs(want: TensorDict, got: TensorDict, task: Task, rows: int) -> None:
-    """Check compiled outputs against the original's, by ``runtime: auto``'s rule: labels
-    equal, probabilities within :data:`~modelserve.runtimes.auto.PROBA_TOLERANCE`,
-    regression values within it relative to their scale.
-
-    :raises NotCompiled: naming how far they differ.
-    """
-    if task == "regression":
-        expected = np.ravel(want[PREDICT_OUTPUT]).astype(np.float64)
-        diff = float(np.max(np.abs(expected - np.ravel(got[PREDICT_OUTPUT]))))
-        if not diff <= PROBA_TOLERANCE * max(1.0, float(np.max(np.abs(expected)))):
-            raise NotCompiled(f"the compiled predictions differ by up to {diff:.3g}")
-        return
-    wrong = int(np.sum(np.ravel(want[PREDICT_OUTPUT]) != np.ravel(got[PREDICT_OUTPUT])))
-    if wrong:
-        raise NotCompiled(f"the compiled labels differ on {wrong} of {rows} sample rows")
-    if PROBA_OUTPUT in want:
-        diff = float(np.max(np.abs(want[PROBA_OUTPUT] - got[PROBA_OUTPUT])))
-        if not diff <= PROBA_TOLERANCE:
-            raise NotCompiled(
-                f"the compiled probabilities differ by up to {diff:.3g} "
-                f"(tolerance {PROBA_TOLERANCE:g})"
-            )
 
 
 def cached_graph(artifact: Path, key: Sequence[bytes], build: Callable[[], bytes]) -> Path:

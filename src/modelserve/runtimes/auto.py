@@ -32,6 +32,7 @@ from ..types import PREDICT_OUTPUT
 from ..types import PROBA_OUTPUT
 from ..types import TABULAR_INPUT
 from ..types import Signature
+from ..types import Task
 from ..types import TensorDict
 from .base import ArtifactSet
 from .base import Runtime
@@ -435,6 +436,31 @@ def _to_onnx(
     )
 
 
+def compare_outputs(want: TensorDict, got: TensorDict, task: Task, rows: int) -> None:
+    """Check compiled outputs against the original's, by ``runtime: auto``'s rule: labels
+    equal, probabilities within :data:`PROBA_TOLERANCE`,
+    regression values within it relative to their scale.
+
+    :raises NotCompiled: naming how far they differ.
+    """
+    if task == "regression":
+        expected = np.ravel(want[PREDICT_OUTPUT]).astype(np.float64)
+        diff = float(np.max(np.abs(expected - np.ravel(got[PREDICT_OUTPUT]))))
+        if not diff <= PROBA_TOLERANCE * max(1.0, float(np.max(np.abs(expected)))):
+            raise NotCompiled(f"the compiled predictions differ by up to {diff:.3g}")
+        return
+    wrong = int(np.sum(np.ravel(want[PREDICT_OUTPUT]) != np.ravel(got[PREDICT_OUTPUT])))
+    if wrong:
+        raise NotCompiled(f"the compiled labels differ on {wrong} of {rows} sample rows")
+    if PROBA_OUTPUT in want:
+        diff = float(np.max(np.abs(want[PROBA_OUTPUT] - got[PROBA_OUTPUT])))
+        if not diff <= PROBA_TOLERANCE:
+            raise NotCompiled(
+                f"the compiled probabilities differ by up to {diff:.3g} "
+                f"(tolerance {PROBA_TOLERANCE:g})"
+            )
+
+
 def load_compiled_graph(
     path: Path, manifest: Manifest, signature: Signature, **overrides: Any
 ) -> Runtime:
@@ -557,25 +583,7 @@ class AutoRuntime(Runtime):
             got = self._predict_compiled(compiled, {TABULAR_INPUT: x}, None)
         except Exception as exc:  # a model may refuse synthetic rows: then nothing is proven
             raise NotCompiled(f"cannot check the compiled model on a sample: {exc}") from exc
-        labels_ok = np.array_equal(
-            np.asarray(want[PREDICT_OUTPUT]).ravel(), np.asarray(got[PREDICT_OUTPUT]).ravel()
-        )
-        if sig.task == "regression":
-            expected = np.ravel(want[PREDICT_OUTPUT]).astype(np.float64)
-            diff = float(np.max(np.abs(expected - np.ravel(got[PREDICT_OUTPUT]))))
-            if not diff <= PROBA_TOLERANCE * max(1.0, float(np.max(np.abs(expected)))):
-                raise NotCompiled(f"the compiled predictions differ by up to {diff:.3g}")
-            return
-        if not labels_ok:
-            wrong = int(np.sum(np.ravel(want[PREDICT_OUTPUT]) != np.ravel(got[PREDICT_OUTPUT])))
-            raise NotCompiled(f"the compiled labels differ on {wrong} of {len(x)} sample rows")
-        if PROBA_OUTPUT in want:
-            diff = float(np.max(np.abs(want[PROBA_OUTPUT] - got[PROBA_OUTPUT])))
-            if not diff <= PROBA_TOLERANCE:
-                raise NotCompiled(
-                    f"the compiled probabilities differ by up to {diff:.3g} "
-                    f"(tolerance {PROBA_TOLERANCE:g})"
-                )
+        compare_outputs(want, got, sig.task, len(x))
 
     # -- interface ----------------------------------------------------------------------------
 
