@@ -54,6 +54,17 @@ def _server(checkout: Path, models: Path, server: str, env: dict[str, str]) -> S
     )
 
 
+def predict_rate(server: Server, body: Path, conns: int, seconds: int, label: str) -> float:
+    """Successful ``/predict`` answers per second in one bounded wrk run (after a 2 s warm-up);
+    non-2xx answers are reported and not counted."""
+    wrk(server, "/predict", body, conns, 2)
+    stats = wrk(server, "/predict", body, conns, seconds)
+    if stats["non2xx"]:
+        print(f"  {label}: {stats['non2xx']} non-2xx answers", flush=True)
+    ok: int = stats["requests"] - stats["non2xx"]
+    return ok / (float(stats["duration_us"]) / 1e6)
+
+
 def _pairs(items: list[str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in items)
 
@@ -91,12 +102,7 @@ def main() -> None:
                 os.environ["EXTRA_HEADER"] = header  # read by wrk_report.lua
                 try:
                     for conns in args.connections:
-                        wrk(server, "/predict", body, conns, 2)  # warm-up
-                        stats = wrk(server, "/predict", body, conns, args.duration)
-                        ok = stats["requests"] - stats["non2xx"]
-                        if stats["non2xx"]:
-                            print(f"  {label}: {stats['non2xx']} non-2xx answers", flush=True)
-                        rate = ok / (stats["duration_us"] / 1e6)
+                        rate = predict_rate(server, body, conns, args.duration, label)
                         results.setdefault((label, conns), []).append(rate)
                         print(f"{label:18} conns={conns:<3} {rate:9,.1f} req/s", flush=True)
                 finally:

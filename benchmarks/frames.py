@@ -28,9 +28,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ab import predict_rate
 from benchmarks.run import ROOT
 from benchmarks.run import Server
-from benchmarks.run import wrk
 
 SIZES = ("small", "medium", "large")
 
@@ -152,12 +152,7 @@ def main() -> None:
                 try:
                     described.setdefault(name, _describe(server.url, "model"))
                     for conns in args.connections:
-                        wrk(server, "/predict", body, conns, 2)  # warm-up
-                        stats = wrk(server, "/predict", body, conns, args.duration)
-                        ok = stats["requests"] - stats["non2xx"]
-                        if stats["non2xx"]:
-                            print(f"  {name}: {stats['non2xx']} non-2xx answers", flush=True)
-                        rate = ok / (stats["duration_us"] / 1e6)
+                        rate = predict_rate(server, body, conns, args.duration, name)
                         results.setdefault((name, conns), []).append(rate)
                         print(f"{name:9} conns={conns:<3} {rate:9,.1f} req/s", flush=True)
                 finally:
