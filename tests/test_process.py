@@ -137,6 +137,7 @@ def test_killed_worker_is_replaced_under_load(
     # Only requests in flight on the killed worker may fail: sent before the kill, one per
     # client at most.
     assert len(failed) <= 4 and all(sent < 0.05 for sent, _ in failed), failed
+    print(f"\n{server_name}: SIGKILL: {len(failed)} failed; ok/0.5 s {baseline} -> {after}")
     assert requests.get(server.url + "/health", timeout=5).status_code == 200
 
 
@@ -188,10 +189,12 @@ def test_sigterm_under_load_answers_what_was_accepted_and_runs_stop_hooks(
         exited = time.monotonic() - signalled
     poller.join()
     assert code == 0 and exited < graceful, (code, exited)
+    print(f"\n{server_name}: SIGTERM: exit 0 after {exited:.2f} s (graceful timeout {graceful} s)")
     sent_before = [o for sent, _, o in load.results if sent < signalled]
     assert len(sent_before) > 50 and all(o == 200 for o in sent_before), [
         o for o in sent_before if o != 200
     ]
+    print(f"{server_name}: SIGTERM: {len(sent_before)} requests sent before it, all 200")
     assert all(s == 200 for t, s in readiness if t < signalled)
     assert 503 in [s for t, s in readiness if t > signalled], readiness[-10:]
     for pid in pids:
