@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import pytest
 from flask.testing import FlaskClient
@@ -96,7 +97,9 @@ def test_request_budget_is_spent_once_across_threads() -> None:
 def test_rss_guard_reads_this_process_at_most_once_per_interval() -> None:
     own = workers.rss_bytes()
     assert own > 10 * 1024 * 1024  # a Python process with numpy and Flask loaded
-    low = workers.RssGuard(1, every=60)  # 1 MiB: this process is over it
+    low = workers.RssGuard(1, every=0.2)  # 1 MiB: this process is over it
+    assert low.over() is False  # the first check is one interval after the first call
+    time.sleep(0.25)
     assert low.over() is True
     assert low.over() is False  # not read again within the interval
     assert workers.RssGuard(own // (1 << 20) + 1024).over() is False

@@ -62,8 +62,8 @@ _RECYCLE_ENV = "MODELSERVE_RECYCLE_DIR"
 #: workers that asked to be replaced (see :func:`_granian_server_class`).
 _RECYCLE_TICK = 1
 
-#: granian's RSS limit (MiB) when only the request limit is set: none is ever reached, but
-#: granian runs its per-tick check (which the request limit rides on) only with one.
+#: The RSS limit (MiB) granian is given: none is ever reached; granian only runs its RSS
+#: tick, on which modelserve checks its own limits, when it has one.
 _NO_RSS_LIMIT_MB = 1 << 30
 
 #: gunicorn's request-line and header limits, chosen so that what granian (hyper) accepts,
@@ -381,6 +381,8 @@ def granian_app() -> Any:
     app = _granian_wsgi(app, limit, Path(recycle_dir) if recycle_dir else None)
     # The main process sends SIGUSR1 when it got SIGTERM (granian keeps SIGTERM for itself).
     signal.signal(signal.SIGUSR1, lambda signum, frame: workers.begin_draining())
+    # And SIGUSR2 when it is replacing this worker (recycling): see _granian_server_class.
+    signal.signal(signal.SIGUSR2, lambda signum, frame: _retiring.set())
     # Run by multiprocessing's exit function once granian's serve loop returned (every
     # connection finished); atexit would not run in a forked multiprocessing child.
     Finalize(None, workers.run_worker_stop, exitpriority=10)
@@ -399,7 +401,6 @@ def _granian_wsgi(app: Any, limit: int, recycle_dir: Path | None) -> Any:
     (gunicorn says ``close`` itself once a worker stops; see ``DrainingWorker``.)
     """
     budget = workers.RequestBudget(limit if recycle_dir is not None else 0)
-    retiring = threading.Event()
 
     def closing(start_response: Any) -> Any:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -411,30 +412,36 @@ def _granian_wsgi(app: Any, limit: int, recycle_dir: Path | None) -> Any:
     def wsgi(environ: Any, start_response: Any) -> Any:
         if budget.spend() and recycle_dir is not None:
             logger.info("worker took its %d requests (MODELSERVE_MAX_REQUESTS): recycling", limit)
-            retiring.set()
             (recycle_dir / str(os.getpid())).touch()
-        if retiring.is_set() or workers.draining():
+        if _retiring.is_set() or workers.draining():
             start_response = closing(start_response)
         return app(environ, start_response)
 
     return wsgi
 
 
-def _granian_server_class() -> type[Any]:
-    """granian's server, which also replaces the workers that asked for it (request limit).
+#: Set in a granian worker that the main process is replacing (SIGUSR2 from it): every
+#: answer says ``Connection: close`` until the worker is stopped.
+_retiring = threading.Event()
 
-    granian recycles workers by lifetime and by RSS, not by request count. Its main loop
-    wakes every ``rss_sample_interval`` seconds to sample RSS and respawns gracefully the
-    workers over the limit (a fresh one starts, the old one stops ``respawn_interval``
-    later); this subclass takes the same tick to respawn, the same way, the workers whose
-    pid is in ``recycle_dir``. (``_handle_rss_signal`` is granian's own hook, private: the
-    recycling tests run against the installed granian.)
+
+def _granian_server_class() -> type[Any]:
+    """granian's server, recycling workers by modelserve's request and RSS limits.
+
+    granian recycles workers by lifetime and by RSS, not by request count, and stops the
+    old worker without telling it beforehand. Its main loop wakes every
+    ``rss_sample_interval`` seconds to check RSS (``_handle_rss_signal``, granian's own
+    hook, private: the recycling tests run against the installed granian); this subclass
+    takes that tick to check both limits itself: the workers whose pid is in
+    ``recycle_dir`` (past their request budget) and those over ``rss_limit`` bytes get
+    SIGUSR2 (they answer ``Connection: close`` from then on) and are respawned granian's
+    way: a fresh worker starts, the old one is stopped ``respawn_interval`` later.
     """
     from granian.server import Server
 
     class _Server(Server):  # type: ignore[misc,valid-type]
         recycle_dir: Path | None = None
-        limit_rss = False
+        rss_limit = 0
 
         def _handle_rss_signal(self, spawn_target: Any, target_loader: Any) -> None:
             asked: set[int] = set()
@@ -443,13 +450,28 @@ def _granian_server_class() -> type[Any]:
                     marker.unlink(missing_ok=True)
                     if marker.name.isdigit():
                         asked.add(int(marker.name))
-            indexes = [wrk.idx for wrk in self.wrks if wrk._id() in asked]
-            if indexes:
+            retire = []
+            for wrk in self.wrks:
+                pid = wrk._id()
+                if pid in asked:
+                    retire.append(wrk)
+                elif self.rss_limit and workers.rss_bytes(pid) > self.rss_limit:
+                    logger.info(
+                        "worker-%d RSS over MODELSERVE_MAX_WORKER_RSS_MB: recycling it", wrk.idx + 1
+                    )
+                    retire.append(wrk)
+            for wrk in retire:
+                try:
+                    os.kill(wrk._id(), signal.SIGUSR2)
+                except ProcessLookupError:  # died meanwhile: granian respawns it anyway
+                    continue
+            if retire:
                 self._respawn_workers(
-                    indexes, spawn_target, target_loader, delay=self.respawn_interval
+                    [wrk.idx for wrk in retire],
+                    spawn_target,
+                    target_loader,
+                    delay=self.respawn_interval,
                 )
-            if self.limit_rss:
-                super()._handle_rss_signal(spawn_target, target_loader)
 
     return _Server
 
@@ -515,9 +537,9 @@ def granian_options(settings: ServerSettings) -> dict[str, Any]:
         "http1_settings": HTTP1Settings(header_read_timeout=min(settings.timeout, 60) * 1000),
     }
     if settings.max_requests or settings.max_worker_rss_mb:
-        # granian samples the workers' RSS in the main process; the request limit rides the
-        # same tick (_granian_server_class).
-        options["workers_max_rss"] = settings.max_worker_rss_mb or _NO_RSS_LIMIT_MB
+        # granian's RSS tick in the main process, where modelserve checks both limits
+        # (_granian_server_class); granian's own RSS check is not used.
+        options["workers_max_rss"] = _NO_RSS_LIMIT_MB
         options["rss_sample_interval"] = _RECYCLE_TICK
     return options
 
@@ -547,7 +569,7 @@ def run_granian(settings: ServerSettings) -> None:
         "modelserve.server:granian_app", interface=Interfaces.WSGI, **granian_options(settings)
     )
     server.recycle_dir = recycle_dir
-    server.limit_rss = settings.max_worker_rss_mb > 0
+    server.rss_limit = settings.max_worker_rss_mb * 1024 * 1024
     # granian (which has just configured its logging) warns whenever a WSGI worker may run
     # more than 2 x CPUs + 1 Python threads, a rule for threads that compute. Ours mostly
     # wait: a request hands its rows to the batcher and waits for the shared model call, so
@@ -577,8 +599,10 @@ def run_granian(settings: ServerSettings) -> None:
 
     def install_drain() -> None:
         # Runs after granian installed its own handlers, before it forks the workers; they
-        # inherit SIGUSR1 ignored until their factory installs the drain handler.
+        # inherit SIGUSR1 and SIGUSR2 ignored until their factory installs the drain and
+        # retire handlers.
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, drain_then_stop)
         signal.signal(signal.SIGINT, drain_then_stop)
 

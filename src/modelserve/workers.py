@@ -206,7 +206,8 @@ def rss_bytes(pid: int | str = "self") -> int:
 
 class RssGuard:
     """Whether this worker's RSS is over ``limit_mb``, read at most once per ``every``
-    seconds (a request pays one clock read otherwise); ``0`` never trips."""
+    seconds and first ``every`` seconds after the first call (a request pays one clock read
+    otherwise); ``0`` never trips."""
 
     def __init__(self, limit_mb: int, every: float = 1.0) -> None:
         self.limit = limit_mb * 1024 * 1024
@@ -219,5 +220,6 @@ class RssGuard:
         now = time.monotonic()
         if now < self._next:
             return False
+        first = self._next == 0.0
         self._next = now + self.every
-        return rss_bytes() > self.limit
+        return not first and rss_bytes() > self.limit
