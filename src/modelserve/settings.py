@@ -167,8 +167,8 @@ class ServerSettings(BaseSettings):
     server are not all recycled at the same moment."""
 
     max_worker_rss_mb: int = Field(default=0, ge=0)
-    """Recycle a worker whose resident memory stays above this many MiB (checked every few
-    seconds); ``0`` never recycles for this reason."""
+    """Recycle a worker whose resident memory is above this many MiB (checked every second;
+    set it well above a fresh worker's); ``0`` never recycles for this reason."""
 
     model_threads: int | None = Field(default=None, ge=1)
     """Threads one model call may use (BLAS, OpenMP, onnxruntime, torch). Default: the CPUs
