@@ -433,9 +433,10 @@ def _granian_server_class() -> type[Any]:
     ``rss_sample_interval`` seconds to check RSS (``_handle_rss_signal``, granian's own
     hook, private: the recycling tests run against the installed granian); this subclass
     takes that tick to check both limits itself: the workers whose pid is in
-    ``recycle_dir`` (past their request budget) and those over ``rss_limit`` bytes get
-    SIGUSR2 (they answer ``Connection: close`` from then on) and are respawned granian's
-    way: a fresh worker starts, the old one is stopped ``respawn_interval`` later.
+    ``recycle_dir`` (past their request budget) and those over ``rss_limit`` bytes are
+    respawned granian's way: a fresh worker starts, the old one is stopped
+    ``respawn_interval`` later. Any respawn (these, SIGHUP's) first sends the old worker
+    SIGUSR2: it answers ``Connection: close`` from then on.
     """
     from granian.server import Server
 
@@ -460,11 +461,6 @@ def _granian_server_class() -> type[Any]:
                         "worker-%d RSS over MODELSERVE_MAX_WORKER_RSS_MB: recycling it", wrk.idx + 1
                     )
                     retire.append(wrk)
-            for wrk in retire:
-                try:
-                    os.kill(wrk._id(), signal.SIGUSR2)
-                except ProcessLookupError:  # died meanwhile: granian respawns it anyway
-                    continue
             if retire:
                 self._respawn_workers(
                     [wrk.idx for wrk in retire],
@@ -472,6 +468,21 @@ def _granian_server_class() -> type[Any]:
                     target_loader,
                     delay=self.respawn_interval,
                 )
+
+        def _respawn_workers(
+            self, indexes: list[int], spawn_target: Any, target_loader: Any, delay: float = 0
+        ) -> None:
+            # Every graceful respawn (recycling, SIGHUP, a dead worker's replacement) tells
+            # the old worker first, so its clients reconnect to one that stays.
+            for idx in indexes:
+                old = self.wrks[idx]
+                if not old.is_alive():  # a dead worker's replacement (its pid may be reused)
+                    continue
+                try:
+                    os.kill(old._id(), signal.SIGUSR2)
+                except ProcessLookupError:  # exited just now
+                    pass
+            super()._respawn_workers(indexes, spawn_target, target_loader, delay)
 
     return _Server
 
