@@ -131,8 +131,11 @@ def test_recycled_workers_lose_no_request(
     result = run_wrk(server.url + "/predict", IRIS_ROW, 7000, tmp_path)
     assert result.requests >= 7000, result.output
     assert (result.errors, result.non_2xx) == (0, 0), result.output
-    # Both first workers took over 2,200 requests (7,000 in all), so both were replaced.
-    assert wait_for(lambda: not first & worker_pids(server.proc.pid), 15), server.output()
+    # 7,000 requests over two workers: at least one took over 2,200 of them and was replaced
+    # (how the connections spread over the two is the kernel's choice).
+    said = "Autorestarting worker" if server_name == "gunicorn" else "recycling"
+    assert server.output().count(said) >= 2, server.output()[-3000:]
+    assert wait_for(lambda: len(first - worker_pids(server.proc.pid)) >= 1, 15)
     assert wait_for(lambda: len(worker_pids(server.proc.pid)) == 2, 15)
     assert server.proc.poll() is None
     assert requests.get(server.url + "/health", timeout=5).status_code == 200
