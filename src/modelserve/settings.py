@@ -309,10 +309,14 @@ class ServerSettings(BaseSettings):
         "/v2/health/*",
         "/metrics",
         "/static/*",
+        "/openapi.json",
+        "/docs",
+        "/docs/static/*",
     ]
     """Paths anyone may call while authentication is on (comma-separated; a trailing ``*``
     matches any rest of the path): health checks, metrics scrapes, the web page's static
-    files. Admin routes can never be made public."""
+    files, the API docs (``/openapi.json`` shows an anonymous caller the routes only, not the
+    models). Admin routes can never be made public."""
 
     jwt_issuer: str | None = None
     """The ``iss`` every JWT must carry. Required once a JWT key is configured."""

@@ -76,6 +76,16 @@ def _policy() -> _Policy:
     return policy
 
 
+def authentication_enabled() -> bool:
+    """Whether this app checks credentials (any key, keys file or JWT issuer is configured)."""
+    return _policy().enabled
+
+
+def is_public_path(path: str) -> bool:
+    """Whether ``path`` is one of ``MODELSERVE_PUBLIC_PATHS`` (no credential needed to read)."""
+    return _policy().is_public(path)
+
+
 def current_principal() -> Principal | None:
     """The authenticated caller of this request, or ``None`` (anonymous, or a credential that
     did not verify, or authentication off). Never raises; the result is kept for the request,

@@ -79,6 +79,10 @@ UNLIMITED = frozenset(
         "v2.model_ready",
         "observe.metrics",
         "static",
+        # The API's own description: cached per model table, and Swagger UI's files.
+        "openapi.spec",
+        "docs.index",
+        "docs.asset",
     }
 )
 
