@@ -29,7 +29,16 @@ AUDIENCE = "modelserve"
 #: Inference routes end with one of these; everything else that is not a read is admin.
 INFERENCE_SUFFIXES = ("/predict", "/predict_batch", "/predict_image", "/predict_image_base64")
 READS = {"GET", "HEAD", "OPTIONS"}
-PUBLIC = {"/health", "/v2/health/live", "/v2/health/ready", "/static/style.css", "/metrics"}
+PUBLIC = {
+    "/health",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/static/style.css",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/static/style.css",
+}
 
 
 @pytest.fixture
