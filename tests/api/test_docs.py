@@ -70,7 +70,12 @@ def test_docs_and_every_file_it_references_come_from_this_server(client: FlaskCl
 
 
 def test_docs_serves_only_its_own_files(client: FlaskClient) -> None:
-    for name in ("index.html", "swagger-initializer.js", "../../settings.py", "oauth2-redirect.html"):
+    for name in (
+        "index.html",
+        "swagger-initializer.js",
+        "../../settings.py",
+        "oauth2-redirect.html",
+    ):
         resp = client.get(f"/docs/static/{name}")
         assert resp.status_code == 404 and resp.get_json()["status"] == "error", name
 
@@ -82,6 +87,7 @@ def test_a_browser_renders_the_docs_offline_and_authorize_shows_the_models(
     """Chromium renders the operations with no request off the server and no CSP violation;
     a key entered under Authorize reloads the document with each model's own paths."""
     from playwright.sync_api import sync_playwright
+
     server = live_server(
         [str(repo), "--default-model", "iris"], env={"MODELSERVE_API_KEY": API_KEY}
     )

@@ -20,7 +20,6 @@ from modelserve.codecs.schema import object_schema
 from modelserve.keys import create_key
 from modelserve.settings import ServerSettings
 
-
 ADMIN_KEY = "a" * 40
 
 
@@ -122,7 +121,11 @@ def test_summaries_come_from_the_view_docstrings(client: FlaskClient) -> None:
     )
     image = doc["paths"]["/predict_image"]["post"]
     assert image["summary"].startswith("Classify the image file(s)")
-    assert image["description"].startswith("A raw body with an ``image/*`` content type")
+    assert image["description"].startswith("A raw body with an `image/*` content type")
+    # A view without a docstring is summed up by its answer.
+    assert doc["paths"]["/models"]["get"]["summary"] == "Every model and its versions"
+    tags = [t["name"] for t in doc["tags"]]
+    assert tags[:3] == ["ops", "model: forest", "model: iris"] and "static" in tags
 
 
 def test_the_document_follows_unloads_and_loads(repo: Path) -> None:
@@ -133,9 +136,10 @@ def test_the_document_follows_unloads_and_loads(repo: Path) -> None:
     key = {"X-API-Key": ADMIN_KEY}
     before = _document(client, key)
     assert "/models/forest/predict" in before["paths"]
-    assert client.get("/openapi.json", headers=key).data == client.get(
-        "/openapi.json", headers=key
-    ).data  # cached, byte for byte
+    assert (
+        client.get("/openapi.json", headers=key).data
+        == client.get("/openapi.json", headers=key).data
+    )  # cached, byte for byte
     assert client.post("/v2/repository/models/forest/unload", headers=key).status_code == 200
     after = _document(client, key)
     assert not [p for p in after["paths"] if p.startswith(("/models/forest", "/v2/models/forest"))]
@@ -195,7 +199,9 @@ def test_with_auth_on_the_document_shows_each_caller_its_models(
 
 def test_rate_limited_routes_list_429(repo: Path) -> None:
     app = create_app(
-        ServerSettings(profile="testing", model_path=repo, default_model="iris", rate_limit="5/second")
+        ServerSettings(
+            profile="testing", model_path=repo, default_model="iris", rate_limit="5/second"
+        )
     )
     doc = _document(app.test_client())
     assert "429" in doc["paths"]["/predict"]["post"]["responses"]

@@ -86,7 +86,10 @@ def test_every_path_the_client_calls_is_in_the_document(client: FlaskClient) -> 
     calls: dict[str, list[Callable[[], Any]]] = {
         "health": [api.health],
         "list_models": [api.list_models],
-        "model_metadata": [lambda: api.model_metadata("iris"), lambda: api.model_metadata("iris", "1")],
+        "model_metadata": [
+            lambda: api.model_metadata("iris"),
+            lambda: api.model_metadata("iris", "1"),
+        ],
         "predict": [
             lambda: api.predict(row),
             lambda: api.predict(row, model="iris"),
@@ -145,7 +148,9 @@ def readme_routes(text: str) -> set[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     methods = "|".join(METHODS)
     for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        cells = (
+            [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        )
         if cells and cells[0] in METHODS:
             found += [(cells[0], r) for r in re.findall(r"`(/[^`]*)`", cells[1])]
     found += re.findall(rf"`({methods}) (/[^` ]*)`", text)

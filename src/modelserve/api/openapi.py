@@ -43,6 +43,7 @@ from .limits import ROUTE_CLASSES
 from .openapi_schemas import ENDPOINT_DOCS
 from .openapi_schemas import ERROR_DESCRIPTIONS
 from .openapi_schemas import METHOD_NOT_ALLOWED
+from .openapi_schemas import TAG_DESCRIPTIONS
 from .openapi_schemas import EndpointDoc
 from .openapi_schemas import component_schemas
 from .openapi_schemas import ref
@@ -55,9 +56,11 @@ EXTENSION_KEY = "modelserve.openapi"
 #: Documents kept per table generation: one per distinct set of visible models.
 _CACHE_SIZE = 32
 
-_ARGUMENT = re.compile(r"<(?:(?P<converter>[a-zA-Z_][a-zA-Z0-9_]*)(?:\((?P<args>.*?)\))?:)?"
-                       r"(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>")
-_SECURITY = [{"ApiKeyAuth": []}, {"BearerAuth": []}]
+_ARGUMENT = re.compile(
+    r"<(?:(?P<converter>[a-zA-Z_][a-zA-Z0-9_]*)(?:\((?P<args>.*?)\))?:)?"
+    r"(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>"
+)
+_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyAuth": []}, {"BearerAuth": []}]
 _IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
 _NOT_SLASH = {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}
 _CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -172,7 +175,7 @@ def build_document(app: Flask, visible: Iterable[str] | None) -> dict[str, Any]:
 
 _DESCRIPTION = (
     "Model serving: the seed routes (/predict, /predict_batch, /predict_image...), the Open "
-    "Inference Protocol (/v2) and the repository API. Paths under /models/<name> are listed "
+    "Inference Protocol (/v2) and the repository API. Paths under `/models/{name}` are listed "
     "once per served model and version, with that model's input schema as the request body, "
     "and once templated for any name.\n\n"
     "Every error has the body of the Error schema. Scopes: reads and inference need "
@@ -194,7 +197,13 @@ class _Builder:
         self.paths: dict[str, dict[str, Any]] = {}
 
     def tags(self) -> list[dict[str, str]]:
-        return [{"name": n, "description": d} for n, d in self._tags.items()]
+        """The tags in use: the blueprints' in :data:`TAG_DESCRIPTIONS` order, the models'
+        after ``ops``, then any other."""
+        order = list(TAG_DESCRIPTIONS)
+        models = sorted(t for t in self._tags if t.startswith("model: "))
+        order[1:1] = models
+        order += sorted(t for t in self._tags if t not in order)
+        return [{"name": t, "description": self._tags[t]} for t in order if t in self._tags]
 
     def add_rule(
         self, rule: Rule, models: list[ServedModel], default: ServedVersion | None
@@ -205,8 +214,8 @@ class _Builder:
         doc = ENDPOINT_DOCS.get(endpoint, EndpointDoc(ok={"description": "Success"}))
         path, parameters = _openapi_path(rule.rule)
         methods = sorted((rule.methods or set()) - _IGNORED_METHODS)
-        group = endpoint.rpartition(".")[0] or "app"
-        self._tags.setdefault(group, f"Routes of the {group} blueprint")
+        group = endpoint.rpartition(".")[0] or endpoint
+        self._tags.setdefault(group, TAG_DESCRIPTIONS.get(group, f"The {group} routes"))
         has_name = "name" in rule.arguments
         sv = default if not has_name else None
         for method in methods:
@@ -242,6 +251,7 @@ class _Builder:
     ) -> None:
         endpoint = rule.endpoint
         summary, description = _docstring(self._app, endpoint)
+        summary = summary or doc.ok.get("description", endpoint)
         scope = auth.required_scope(endpoint, method)
         operation: dict[str, Any] = {
             "tags": [tag],
@@ -328,13 +338,12 @@ def _openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _docstring(app: Flask, endpoint: str) -> tuple[str, str]:
-    """The view's docstring as a summary (its first paragraph) and a description."""
+    """The view's docstring as a summary (its first paragraph, as plain text) and a
+    description (the rest, as Markdown: reST's double backticks become single ones)."""
     view = app.view_functions.get(endpoint)
     text = inspect.cleandoc(view.__doc__ or "") if view is not None else ""
-    if not text:
-        return endpoint, ""
     head, _, rest = text.partition("\n\n")
-    return " ".join(head.split()), rest.strip()
+    return " ".join(head.replace("``", "").split()), rest.strip().replace("``", "`")
 
 
 def init_app(app: Flask) -> None:

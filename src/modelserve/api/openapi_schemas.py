@@ -187,6 +187,18 @@ ENDPOINT_DOCS: dict[str, EndpointDoc] = {
     ),
 }
 
+#: The blueprints' tags, in the order the document lists them (model tags come after ops).
+TAG_DESCRIPTIONS = {
+    "ops": "Health, the model list and each model's metadata",
+    "predict": "The seed routes: named features, batches and images in, predictions out",
+    "v2": "The Open Inference Protocol (KServe V2) and its repository extension",
+    "drift": "Logged traffic against each version's reference profile",
+    "observe": "Prometheus metrics",
+    "openapi": "This document",
+    "docs": "Swagger UI",
+    "static": "Static files",
+}
+
 #: The 405 every path answers for a method it does not serve (OpenAPI cannot attach it to an
 #: operation, as an operation is a method): listed among the components, named in the text.
 METHOD_NOT_ALLOWED = _answer(
