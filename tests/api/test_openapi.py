@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from modelserve.api.openapi_schemas import ENDPOINT_DOCS
@@ -42,10 +43,32 @@ def _body_schema(doc: dict[str, Any], path: str) -> dict[str, Any]:
     return schema
 
 
+def _schemas(node: Any) -> list[dict[str, Any]]:
+    """Every Schema Object of a document: the values of ``schema`` keys and the components."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "schema" and isinstance(value, dict):
+                found.append(value)
+            else:
+                found += _schemas(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _schemas(item)
+    return found
+
+
 def test_the_document_is_valid_openapi_3_1(client: FlaskClient) -> None:
     doc = _document(client)
     assert doc["openapi"] == "3.1.0"
     validate(doc)  # raises on any violation of the 3.1 schema
+    # OpenAPI 3.1 schemas are JSON Schema 2020-12 (the validator above does not look inside
+    # them): no draft-07 tuple ``items: [...]``, no ``$schema`` of another draft.
+    schemas = _schemas(doc["paths"]) + list(doc["components"]["schemas"].values())
+    assert len(schemas) > 100
+    for schema in schemas:
+        Draft202012Validator.check_schema(schema)
+        assert "$schema" not in schema and not isinstance(schema.get("items"), list)
     ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
     assert len(ids) == len(set(ids))
 

@@ -8,6 +8,7 @@ OpenAPI 3.1), under ``/docs/static/``, next to this page's own script (Swagger U
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -39,6 +40,7 @@ _OWN_FOLDER = Path(__file__).resolve().parents[1] / "static" / "docs"
 _MAX_AGE = 86400
 
 
+@functools.cache
 def swagger_folder() -> Path | None:
     """Swagger UI's ``dist`` folder, or ``None`` when flask-swagger-ui is not installed."""
     spec = importlib.util.find_spec("flask_swagger_ui")
@@ -48,6 +50,7 @@ def swagger_folder() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+@functools.cache
 def swagger_version() -> str:
     folder = swagger_folder()
     version = folder / "VERSION" if folder is not None else None
