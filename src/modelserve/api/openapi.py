@@ -77,15 +77,16 @@ _CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
 def spec() -> Response:
     """The OpenAPI 3.1 document of this server: every route, each model's input schema."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    service = get_handlers().service
+    # Read before building: a table published meanwhile makes this one stale, not cached
+    # under the new generation.
+    generation = get_handlers().service.generation
     visible = _visible_models()
     key = (visible is not None, tuple(visible or ()))
     cache: _Cache = app.extensions[EXTENSION_KEY]
-    body = cache.get(service.generation, key)
+    body = cache.get(generation, key)
     if body is None:
-        document = build_document(app, visible)
-        body = orjson.dumps(document)
-        cache.put(service.generation, key, body)
+        body = orjson.dumps(build_document(app, visible))
+        cache.put(generation, key, body)
     return Response(body, mimetype="application/json")
 
 
@@ -105,6 +106,8 @@ class _Cache:
 
     def put(self, generation: int, key: tuple[bool, tuple[str, ...]], body: bytes) -> None:
         with self._lock:
+            if generation < self._generation:
+                return  # built from a table that was replaced while it was being built
             if generation != self._generation or len(self._bodies) >= _CACHE_SIZE:
                 self._generation, self._bodies = generation, {}
             self._bodies[key] = body
@@ -313,12 +316,12 @@ def _error_response(status: int) -> dict[str, Any]:
         }
     elif status in (401, 403):
         response["headers"] = {
-            "WWW-Authenticate": {"description": "How to authenticate", "schema": _STRING_SCHEMA}
+            "WWW-Authenticate": {
+                "description": "How to authenticate",
+                "schema": {"type": "string"},
+            }
         }
     return response
-
-
-_STRING_SCHEMA = {"type": "string"}
 
 
 def _openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
