@@ -230,3 +230,15 @@ def test_rate_limited_routes_list_429(repo: Path) -> None:
     assert "429" in doc["paths"]["/predict"]["post"]["responses"]
     assert "Retry-After" in doc["paths"]["/predict"]["post"]["responses"]["429"]["headers"]
     assert "429" not in doc["paths"]["/health"]["get"]["responses"]
+
+
+def test_a_document_of_a_replaced_table_is_not_cached_as_the_new_one() -> None:
+    from modelserve.api.openapi import _Cache
+
+    cache = _Cache()
+    key = (True, ("iris",))
+    cache.put(2, key, b"new")
+    cache.put(1, key, b"old")  # finished building after generation 2 was cached
+    assert cache.get(2, key) == b"new" and cache.get(1, key) is None
+    cache.put(3, key, b"newer")
+    assert cache.get(2, key) is None and cache.get(3, key) == b"newer"
