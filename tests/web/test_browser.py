@@ -10,7 +10,6 @@ serve the whole module; each test gets a fresh browser context (its own sessionS
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import secrets
@@ -231,6 +230,16 @@ def test_the_iris_form_predicts_and_charts_the_probabilities(tab: Tab) -> None:
     curl = page.locator("#curl").inner_text()
     assert f"{tab.server.url}/models/iris/predict" in curl and '"petal_width":2.3' in curl
     assert "$MODELSERVE_API_KEY" in curl and KEY not in curl
+    # The JSON tab sends a raw body as typed.
+    page.click('#tabs .tab[data-tab="json"]')
+    expect(page.locator("#json-route")).to_have_text("POST /models/iris/predict")
+    raw = '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
+    page.fill("#json-body", raw)
+    page.click("#json-tab button[type=submit]")
+    expect(page.locator("#result-class")).to_have_text("setosa")
+    page.fill("#json-body", '{"sepal_length": 5.1}')
+    page.click("#json-tab button[type=submit]")
+    expect(page.locator("#json-error")).to_contain_text("sepal_width: is required")
 
 
 def test_a_bad_value_shows_the_error_next_to_its_field(tab: Tab) -> None:
@@ -248,6 +257,7 @@ def test_a_bad_value_shows_the_error_next_to_its_field(tab: Tab) -> None:
     )
     for fine in ("sepal_width", "petal_length"):
         expect(page.locator(f'.field[data-field="{fine}"] .field-error')).to_have_text("")
+    tab.shoot("field-errors")
     # Fixing the value clears the errors on the next answer.
     page.click("#reset-button")
     page.click("#predict-button")
@@ -341,12 +351,18 @@ def test_a_dropped_digit_is_previewed_and_classified(tab: Tab) -> None:
 
 def test_traffic_and_drift_pictures_and_the_readme_screenshot(tab: Tab) -> None:
     """The model's request rate, latency and drift, from its stats and drift routes."""
+    from sklearn.datasets import load_iris
+
+    # Traffic like the reference data (every other flower of it), so drift stays low.
+    _api(
+        tab.server, "/models/iris/predict_batch", json={"instances": load_iris().data[::2].tolist()}
+    )
     for row in ([5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5], [5.8, 2.7, 5.1, 1.9]):
         _api(tab.server, "/models/iris/predict", json=dict(zip(IRIS, row, strict=True)))
     stats = requests.get(
         tab.server.url + "/models/iris/stats", headers={"X-API-Key": KEY}, timeout=10
     ).json()
-    assert stats["requests"] >= 3 and stats["latency"]["count"] == stats["requests"]
+    assert stats["requests"] >= 4 and stats["latency"]["count"] == stats["requests"]
     time.sleep(0.5)  # the prediction log writes every 0.2 s
     tab.open()
     page = tab.page

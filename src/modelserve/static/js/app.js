@@ -290,11 +290,13 @@ function resetResult() {
   $("result-body").hidden = true;
 }
 
-function showAnswer(result, { title, confidence, chart, table }) {
+function showAnswer(result, { title, confidence, chart, table, label = "predicted class" }) {
   $("result-empty").hidden = true;
   $("result-body").hidden = false;
+  $("result-body").classList.toggle("failed", !result.ok);
+  $("result-label").textContent = label;
   $("result-class").textContent = title;
-  $("result-class").classList.toggle("error-text", !result.ok);
+  $("result-message").textContent = result.ok ? "" : (result.body && result.body.error) || "";
   $("result-confidence").textContent = confidence ?? "—";
   $("result-latency").textContent = `${result.ms.toFixed(1)} ms`;
   $("result-status").textContent = String(result.status);
@@ -307,7 +309,8 @@ function showAnswer(result, { title, confidence, chart, table }) {
 }
 
 function showFailure(result) {
-  showAnswer(result, { title: `Error ${result.status || ""}`.trim() });
+  const type = result.body && result.body.type;
+  showAnswer(result, { title: type || `HTTP ${result.status}`, label: "error" });
 }
 
 function tabularAnswer(result, meta) {

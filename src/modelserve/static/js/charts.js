@@ -100,7 +100,7 @@ export function latencyHistogram(container, buckets) {
     const h = (c.n / max) * (base - 14);
     chart.append(el("rect", { x: i * slot + 2, y: base - h, width: slot - 4, height: h, rx: 2, class: "bar top" }));
     if (c.n) chart.append(el("text", { x: i * slot + slot / 2, y: base - h - 3, "text-anchor": "middle", class: "value" }, String(c.n)));
-    chart.append(el("text", { x: i * slot + slot / 2, y: height - 3, "text-anchor": "middle", class: "value" }, `≤${seconds(c.le)}`));
+    chart.append(el("text", { x: i * slot + slot / 2, y: height - 3, "text-anchor": "middle", class: "tick" }, seconds(c.le)));
   });
   container.replaceChildren(chart);
 }
