@@ -286,7 +286,7 @@ def test_random_examples_and_a_csv_batch_show_a_table(tab: Tab, tmp_path: Path) 
     expected = _api(tab.server, "/models/iris/predict_batch", json={"instances": rows})
     table = page.locator("#result-table table.results tr")
     expect(table).to_have_count(1 + len(rows))  # the header row and one per instance
-    predicted = [table.nth(i + 1).locator("td").nth(5).inner_text() for i in range(len(rows))]
+    predicted = [table.nth(i + 1).locator("td").nth(1).inner_text() for i in range(len(rows))]
     assert predicted == [p["class_name"] for p in expected["predictions"]]
     expect(page.locator("#result-class")).to_have_text("3 rows")
     # A bad cell names its row and field.

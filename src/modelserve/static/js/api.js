@@ -20,7 +20,7 @@ export function onUnauthorized(listener) {
 
 /**
  * Call the API; never throws for an HTTP error.
- * @returns {Promise<{ok: boolean, status: number, body: any, ms: number}>}
+ * @returns {Promise<{ok: boolean, status: number, body: any, ms: number, retryAfter: number}>}
  */
 export async function call(path, { method = "GET", json, body, headers = {} } = {}) {
   const sent = { Accept: "application/json", ...headers };
@@ -35,7 +35,7 @@ export async function call(path, { method = "GET", json, body, headers = {} } = 
   try {
     response = await fetch(path, { method, headers: sent, body, cache: "no-store" });
   } catch (err) {
-    return { ok: false, status: 0, body: { error: `The server did not answer (${err.message})` }, ms: 0 };
+    return { ok: false, status: 0, body: { error: `The server did not answer (${err.message})` }, ms: 0, retryAfter: 0 };
   }
   const text = await response.text();
   const ms = performance.now() - started;
@@ -46,7 +46,8 @@ export async function call(path, { method = "GET", json, body, headers = {} } = 
     parsed = { error: text.slice(0, 500) };
   }
   if (response.status === 401) unauthorized.forEach((listener) => listener(parsed));
-  return { ok: response.ok, status: response.status, body: parsed, ms };
+  const retryAfter = Number(response.headers.get("Retry-After")) || 0;
+  return { ok: response.ok, status: response.status, body: parsed, ms, retryAfter };
 }
 
 function shellQuote(text) {

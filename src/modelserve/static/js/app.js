@@ -21,6 +21,7 @@ const state = {
   images: [], // File objects picked on the image tab
   previews: [],
   stats: [],
+  statsPausedUntil: 0,
   timers: [],
 };
 
@@ -144,7 +145,9 @@ function renderModelList(metas) {
     const name = text("div", "", "name");
     const ok = health ? health.loaded && !health.failed_versions : model.default_version !== null;
     name.append(text("span", "", `dot ${ok ? "ok" : "bad"}`), text("span", model.name));
-    const sub = `v${model.default_version ?? "–"} · ${meta.kind === "image" ? "image · " : ""}${runtimeLabel(meta.runtime)}`;
+    const sub = meta.error
+      ? "failed to load"
+      : `v${model.default_version} · ${meta.kind === "image" ? "image · " : ""}${runtimeLabel(meta.runtime)}`;
     a.append(name, text("div", sub, "sub"));
     li.append(a);
     list.append(li);
@@ -167,9 +170,13 @@ async function selectModel(name, version = null) {
   $("model-description").textContent = meta.description || meta.error || "";
   renderVersions(meta);
   renderFacts(meta);
+  // A model whose version failed to load has no metadata to build tabs from; its error shows.
+  document.querySelector("#model .grid").hidden = Boolean(meta.error);
+  $("monitor").hidden = Boolean(meta.error);
   setupTabs(meta);
   resetResult();
-  startMonitoring(name, version);
+  if (meta.error) state.timers.forEach(clearInterval);
+  else startMonitoring(name, version);
 }
 
 function renderVersions(meta) {
@@ -399,18 +406,21 @@ function batchAnswer(result, meta, instances) {
     counts.set(name, (counts.get(name) || 0) + 1);
   }
   const features = instances ? meta.inputs.map((f) => f.name) : [];
-  const columns = ["#", ...features, "predicted", "confidence"];
+  // The answer first: a wide model's features scroll away to the right.
+  const columns = ["#", "predicted", "confidence", ...features];
   const rows = predictions.map((p, i) => [
     p.instance_id ?? i,
-    ...features.map((f) => instances[i][f]),
     p.class_name ?? p.prediction,
     Array.isArray(p.probability) ? percent(Math.max(...p.probability)) : "—",
+    ...features.map((f) => instances[i][f]),
   ]);
   const order = labels.length ? labels.filter((l) => counts.has(l)) : [...counts.keys()];
+  const classifier = meta.task !== "regression";
   showAnswer(result, {
     title: `${predictions.length} rows`,
     confidence: null,
-    chart: order.map((label) => ({ label, value: counts.get(label) / predictions.length })),
+    // A classifier's class mix over the rows; a regressor's values are in the table.
+    chart: classifier ? order.map((label) => ({ label, value: counts.get(label) / predictions.length })) : null,
     table: resultsTable(columns, rows),
   });
 }
@@ -562,8 +572,12 @@ function ms(value) {
 
 async function refreshStats() {
   const meta = state.current;
-  if (!meta) return;
+  if (!meta || Date.now() < state.statsPausedUntil) return;
   const result = await call(`/models/${encodeURIComponent(meta.name)}/stats`);
+  if (result.status === 429) {
+    // Rate-limited with the admin routes: wait as told instead of spending the budget.
+    state.statsPausedUntil = Date.now() + Math.max(result.retryAfter, 10) * 1000;
+  }
   if (!result.ok || state.current !== meta) {
     if (!result.ok) $("stats-counts").textContent = `Statistics unavailable: ${errorMessage(result)}`;
     return;
