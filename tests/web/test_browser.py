@@ -381,3 +381,64 @@ def test_traffic_and_drift_pictures_and_the_readme_screenshot(tab: Tab) -> None:
     expect(page.locator("#rate-chart svg path.line")).to_be_visible(timeout=10_000)
     expect(page.locator("#rate-now")).to_contain_text("req/s")
     tab.shoot("web-page")
+
+
+def test_the_form_module_builds_selects_for_enums_and_reads_typed_values(tab: Tab) -> None:
+    """forms.js on features the demo models lack: enums, booleans, integers, strings."""
+    tab.page.goto(tab.server.url + "/")
+    result = tab.page.evaluate(
+        """async () => {
+            const forms = await import("/static/js/forms.js");
+            const features = [
+                {name: "colour", type: "string", enum: ["red", "green", "blue"]},
+                {name: "grade", type: "integer", enum: [1, 2, 3]},
+                {name: "member", type: "boolean"},
+                {name: "age", type: "integer", minimum: 18, maximum: 99},
+                {name: "note", type: "string"},
+            ];
+            const box = document.createElement("div");
+            document.body.append(box);
+            const example = {colour: "green", grade: 3, member: true, age: 40, note: "hi"};
+            forms.buildFields(box, features, example);
+            const read = forms.readFields(box, features);
+            const tags = features.map((f) => box.querySelector(`[name="${f.name}"]`).tagName);
+            const options = [...box.querySelectorAll('[name="colour"] option')].map((o) => o.text);
+            const age = box.querySelector('[name="age"]');
+            const randoms = Array.from({length: 50}, () => forms.randomInstance(features, example));
+            const rest = forms.showFieldErrors(box, [
+                {path: "age", message: "is 5, less than the minimum 18"},
+                {path: "", message: "the body is not an object"},
+            ]);
+            const csv = forms.csvInstances(
+                'colour,grade,member,note\\n"blue",2,false,"a, ""quoted"" note"\\r\\n'
+                    + "red,,true,x\\n",
+                features,
+            );
+            return {
+                read, tags, options, min: age.min, max: age.max, step: age.step,
+                ageError: box.querySelector('[data-field="age"] .field-error').textContent,
+                rest, csv,
+                randomOk: randoms.every((r) => ["red", "green", "blue"].includes(r.colour)
+                    && [1, 2, 3].includes(r.grade) && typeof r.member === "boolean"
+                    && Number.isInteger(r.age) && r.age >= 18 && r.age <= 99),
+            };
+        }"""
+    )
+    assert result["read"] == {
+        "colour": "green",
+        "grade": 3,
+        "member": True,
+        "age": 40,
+        "note": "hi",
+    }
+    assert result["tags"] == ["SELECT", "SELECT", "SELECT", "INPUT", "INPUT"]
+    assert result["options"] == ["red", "green", "blue"]
+    assert (result["min"], result["max"], result["step"]) == ("18", "99", "1")
+    assert result["ageError"] == "is 5, less than the minimum 18"
+    assert result["rest"] == [{"path": "", "message": "the body is not an object"}]
+    assert result["csv"]["columns"] == ["colour", "grade", "member", "note"]
+    assert result["csv"]["instances"] == [
+        {"colour": "blue", "grade": 2, "member": False, "note": 'a, "quoted" note'},
+        {"colour": "red", "member": True, "note": "x"},  # an empty cell is left out
+    ]
+    assert result["randomOk"] is True
