@@ -598,6 +598,10 @@ async function refreshStats() {
 }
 
 async function refreshDrift(name, version) {
+  if (state.current && state.current.kind === "image") {
+    $("drift-summary").textContent = "";
+    return driftBars($("drift-chart"), null, 0, "Drift is reported for tabular models (their logged features).");
+  }
   const result = await call(`${modelBase(name, version)}/drift?window=3600`);
   if (!state.current || state.current.name !== name) return;
   const body = result.body || {};
