@@ -193,6 +193,7 @@ def test_asks_for_the_key_once_and_keeps_it_for_the_tab_only(tab: Tab) -> None:
     assert page.evaluate("sessionStorage.getItem('modelserve.apiKey')") == KEY
     assert page.evaluate("localStorage.length") == 0 and tab.context.cookies() == []
     other = tab.context.browser.new_context()  # type: ignore[union-attr]
+    other.on("request", tab._request)  # its requests are checked with this tab's
     try:
         fresh = other.new_page()
         fresh.goto(tab.server.url + "/")
