@@ -107,12 +107,24 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+def foreign_requests(urls: list[str], origin: str) -> list[str]:
+    """The URLs not of ``origin`` (scheme, host and port); ``data:`` and this origin's
+    ``blob:`` URLs (previews made in the page) stay in the browser."""
+    own = urlsplit(origin)[:2]
+    out = []
+    for url in urls:
+        inner = url[len("blob:") :] if url.startswith("blob:") else url
+        if url.startswith("data:") or urlsplit(inner)[:2] == own:
+            continue
+        out.append(url)
+    return out
+
+
 class Tab:
     """One browser context on the server, recording what the page asks for and breaks."""
 
     def __init__(self, browser: Browser, server: LiveServer) -> None:
         self.server = server
-        self.origin = urlsplit(server.url)[:2]
         self.context = browser.new_context(viewport={"width": 1360, "height": 900})
         self.context.set_default_timeout(TIMEOUT_MS)
         self.requests: list[str] = []
@@ -130,14 +142,7 @@ class Tab:
             self.problems.append(f"CSP violation: {message.text}")
 
     def foreign(self) -> list[str]:
-        """The requests that left this server's origin (``blob:`` previews stay in the page)."""
-        out = []
-        for url in self.requests:
-            inner = url[len("blob:") :] if url.startswith("blob:") else url
-            if url.startswith("data:") or urlsplit(inner)[:2] == self.origin:
-                continue
-            out.append(url)
-        return out
+        return foreign_requests(self.requests, self.server.url)
 
     def open(self, fragment: str = "") -> None:
         """Load the page and enter the API key, as a person does once per tab."""
@@ -443,3 +448,19 @@ def test_the_form_module_builds_selects_for_enums_and_reads_typed_values(tab: Ta
         {"colour": "red", "member": True, "note": "x"},  # an empty cell is left out
     ]
     assert result["randomOk"] is True
+
+
+def test_the_origin_check_catches_other_hosts_ports_and_schemes() -> None:
+    own = "http://127.0.0.1:8000"
+    urls = [
+        f"{own}/",
+        f"{own}/static/js/app.js",
+        f"blob:{own}/0b7c",
+        "data:image/png;base64,AAAA",
+        "http://127.0.0.1:8001/",  # another port
+        "https://127.0.0.1:8000/",  # another scheme
+        "http://localhost:8000/",  # another host name
+        "https://fonts.example/x.woff2",
+        "blob:https://cdn.example/1",
+    ]
+    assert foreign_requests(urls, own) == urls[4:]
