@@ -29,6 +29,7 @@ from playwright.sync_api import Request
 from playwright.sync_api import expect
 from playwright.sync_api import sync_playwright
 
+from modelserve import __version__
 from modelserve.demo_digits import load_split
 from modelserve.demo_digits import render_digit
 from modelserve.service import InferenceService
@@ -192,6 +193,7 @@ def test_asks_for_the_key_once_and_keeps_it_for_the_tab_only(tab: Tab) -> None:
     expect(page.locator("#model-name")).to_have_text("iris")  # the default model
     expect(page.locator("#model-list a")).to_have_count(4)
     expect(page.locator("#health")).to_have_text("healthy")
+    expect(page.locator("#server-version")).to_have_text(f"v{__version__}")
     page.reload()  # same tab: the key is still there
     expect(page.locator("#model-name")).to_have_text("iris")
     expect(page.locator("#key-panel")).to_be_hidden()

@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from modelserve import __version__
 from modelserve.app import create_app
 from modelserve.settings import ServerSettings
 
@@ -97,6 +98,7 @@ def test_the_page_has_the_strict_csp_and_no_inline_code(client: FlaskClient) -> 
 def test_the_page_holds_no_model_data(client: FlaskClient) -> None:
     html = client.get("/", headers={"Accept": BROWSER_ACCEPT}).text
     assert "iris" not in html and "forest" not in html
+    assert __version__ not in html  # public HTML: not even the server's version
 
 
 def _assets(client: FlaskClient) -> set[str]:

@@ -6,8 +6,6 @@ from flask import Request
 from flask import Response
 from flask import render_template
 
-from .. import __version__
-
 #: The endpoints that answer the web page to a browser (and their JSON to everyone else).
 PAGE_ENDPOINTS = frozenset({"ops.index"})
 
@@ -41,8 +39,9 @@ def is_page_request(request: Request) -> bool:
 
 
 def render_page() -> Response:
-    """The page's HTML shell; the scripts fill it from the JSON API."""
-    response = Response(render_template("web/index.html", version=__version__), mimetype=_HTML)
+    """The page's HTML shell; the scripts fill it from the JSON API (even the server's version:
+    the HTML is public, and says nothing about the server an anonymous client could not see)."""
+    response = Response(render_template("web/index.html"), mimetype=_HTML)
     # The HTML is the same for everyone and holds no data, but it may change with the server.
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -106,6 +106,10 @@ async function loadModels() {
     return;
   }
   state.models = listed.body.models;
+  call("/").then((index) => {
+    // The API map (JSON: call() asks for it), for the server's version.
+    if (index.ok && index.body.version) $("server-version").textContent = `v${index.body.version}`;
+  });
   const metas = await Promise.all(state.models.map((m) => metadata(m.name, null)));
   renderModelList(metas);
   const wanted = decodeURIComponent((location.hash.match(/^#\/models\/([^/]+)/) || [])[1] || "");
