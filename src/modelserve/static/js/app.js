@@ -19,7 +19,8 @@ const state = {
   current: null, // metadata of the model shown
   version: null, // null: the default version
   images: [], // File objects picked on the image tab
-  previews: [],
+  previews: [], // their blob: URLs, revoked when cleared
+  dataURL: null, // the one picked picture as a data: URL, for the JSON tab
   stats: [],
   statsPausedUntil: 0,
   timers: [],
@@ -234,11 +235,6 @@ function showTab(name) {
     panel.hidden = panel.dataset.panel !== name;
   });
   updateCurlPreview(name);
-}
-
-function currentTab() {
-  const tab = document.querySelector('#tabs .tab[aria-selected="true"]');
-  return tab ? tab.dataset.tab : null;
 }
 
 function jsonRoute(meta) {
