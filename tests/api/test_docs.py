@@ -14,9 +14,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from ..conftest import LiveServer
+from ..web.test_browser import CHROMIUM
+from ..web.test_browser import CHROMIUM_ARGS
 
 BASE = "http://localhost"
-CHROMIUM = "/usr/bin/chromium"
 API_KEY = "k" * 40
 
 
@@ -94,7 +95,7 @@ def test_a_browser_renders_the_docs_offline_and_authorize_shows_the_models(
     requested: list[str] = []
     problems: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.on("request", lambda r: requested.append(r.url))

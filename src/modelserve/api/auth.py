@@ -5,9 +5,10 @@ Which scope a route needs is decided here, from the endpoint and the method, so 
 later is covered without being listed: reads (GET, HEAD) and the inference POSTs in
 :data:`INFERENCE_ENDPOINTS` need ``predict``; **every other method on every other endpoint
 needs ``admin``** (the repository's load, unload and index, and whatever changes state next).
-The paths of ``MODELSERVE_PUBLIC_PATHS`` (health, metrics) need nothing; an admin route is
-never public. With no credential configured, the ``predict`` routes are open and the admin
-routes answer 403.
+The paths of ``MODELSERVE_PUBLIC_PATHS`` (health, metrics, static files) need nothing, nor
+does the web page's HTML at ``/`` (a browser's ``Accept: text/html``; JSON at ``/`` still
+needs ``predict``); an admin route is never public. With no credential configured, the
+``predict`` routes are open and the admin routes answer 403.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..security import Principal
 from ..security import authorize
 from ..security import credential_from_headers
 from ..settings import ServerSettings
+from ..web.page import is_page_request
 from ._handlers import get_handlers
 from .errors import handle_modelserve_error
 
@@ -130,8 +132,8 @@ def check_request() -> None:
         if scope == SCOPE_ADMIN:
             authorize(None, scope, None, enabled=False)
         return
-    if scope != SCOPE_ADMIN and policy.is_public(req.path):
-        return
+    if scope != SCOPE_ADMIN and (policy.is_public(req.path) or is_page_request(req)):
+        return  # the web page's HTML holds no data: its scripts call the API with the key
     principal, error = _authenticate()
     if error is not None:
         raise error

@@ -62,6 +62,8 @@ ROUTE_CLASSES: dict[str, RouteClass] = {
     "v2.repository_unload": "admin",
     # Reads the prediction log: a database query per call, budgeted like the admin routes.
     "drift.model_drift": "admin",
+    # Reads every worker's metric files, as a scrape does (the web page polls it).
+    "observe.model_stats": "admin",
 }
 
 #: Endpoints that are never limited: health probes must answer whatever clients do, and the

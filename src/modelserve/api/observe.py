@@ -1,4 +1,5 @@
-"""Request ids, the one log line per request, the request metrics and ``GET /metrics``.
+"""Request ids, the one log line per request, the request metrics, ``GET /metrics`` and each
+model's statistics (``GET /models/<name>/stats``).
 
 ``before_request`` keeps a sane incoming ``X-Request-ID`` (or makes one) and opens the
 request's :class:`~modelserve.telemetry.RequestRecord`, which the core fills in;
@@ -19,8 +20,11 @@ from flask import Response
 from flask import request
 
 from .. import telemetry
+from ..errors import ModelNotFound
 from ..logging import REQUEST_LOGGER
 from ..settings import ServerSettings
+from ._handlers import get_handlers
+from ._json import json_response
 from .auth import current_principal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +70,17 @@ def metrics() -> Response:
 
     body, content_type = _metrics.render()
     return Response(body, content_type=content_type)
+
+
+@bp.get("/models/<name>/stats")
+def model_stats(name: str) -> Response:
+    """The model's inference requests by status and version, and its latency histogram, every
+    worker's, since the server started (the web page's charts; needs ``predict``)."""
+    from .. import metrics as _metrics
+
+    if get_handlers().service.find_model(name) is None:
+        raise ModelNotFound(name)
+    return json_response(_metrics.model_stats(name))
 
 
 def init_metrics() -> None:

@@ -70,7 +70,15 @@ _READY_ANSWER = _answer("Not ready (the protocol's answer for false)", ref("Read
 #: Every endpoint the app serves. An endpoint missing here still appears in the document
 #: (from its rule and docstring) with a bare 200, and the test suite names it.
 ENDPOINT_DOCS: dict[str, EndpointDoc] = {
-    "ops.index": EndpointDoc(ok=_answer("A map of the API", ref("Index"))),
+    "ops.index": EndpointDoc(
+        ok={
+            "description": "A map of the API; the web page for a browser (Accept: text/html)",
+            "content": {
+                **json_content(ref("Index")),
+                "text/html": {"schema": {"type": "string"}},
+            },
+        }
+    ),
     "ops.health": EndpointDoc(
         ok=_answer("Every model serves", ref("Health")),
         others={503: _answer("Not ready, or stopping (draining)", ref("Health"))},
@@ -166,6 +174,11 @@ ENDPOINT_DOCS: dict[str, EndpointDoc] = {
                 "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WINDOW},
             },
         ),
+    ),
+    "observe.model_stats": EndpointDoc(
+        ok=_answer("The model's requests and latency since the start", ref("ModelStats")),
+        errors=(404,),
+        kinds=ALL_KINDS,
     ),
     "observe.metrics": EndpointDoc(
         ok={
@@ -478,6 +491,37 @@ def component_schemas() -> dict[str, Any]:
                     "state": {"enum": ["READY", "UNAVAILABLE"]},
                     "reason": _STRING,
                 },
+            },
+        },
+        "ModelStats": {
+            "type": "object",
+            "required": ["model", "requests", "errors", "by_status", "by_version", "latency", "ts"],
+            "properties": {
+                "model": _STRING,
+                "requests": {"type": "integer"},
+                "errors": {"type": "integer"},
+                "by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "by_version": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "latency": {
+                    "type": "object",
+                    "required": ["count", "buckets"],
+                    "properties": {
+                        "count": {"type": "integer"},
+                        "mean_ms": {"type": ["number", "null"]},
+                        "buckets": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "le": {"type": ["number", "null"]},
+                                    "count": {"type": "integer"},
+                                },
+                            },
+                        },
+                    },
+                    "additionalProperties": {"type": ["number", "null"]},
+                },
+                "ts": {"type": "number"},
             },
         },
         "DriftReport": {
