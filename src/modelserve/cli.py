@@ -429,3 +429,227 @@ def keys_revoke_command(name: str, keys_file: Path) -> None:
     except ModelServeError as exc:
         _fail(exc.message, 2)
     click.echo(f"revoked key {name!r} in {keys_file}", err=True)
+
+
+# -- batch jobs (issue 19) ------------------------------------------------------------------
+
+
+@main.command("worker")
+@_path_arg
+@click.option(
+    "--broker", default=None, help="Celery broker URL [default: MODELSERVE_JOBS_BROKER_URL]."
+)
+@click.option("--store", default=None, help="Job store URL [default: MODELSERVE_JOBS_STORE_URL].")
+@click.option(
+    "--jobs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The jobs' data folder, shared with the server [default: MODELSERVE_JOBS_DIR].",
+)
+@click.option("--queue", default=None, help="Queue to consume [default: modelserve-jobs].")
+@click.option("--concurrency", type=int, default=None, help="Jobs run at once [default: 1].")
+def worker_command(
+    path: Path,
+    broker: str | None,
+    store: str | None,
+    jobs_dir: Path | None,
+    queue: str | None,
+    concurrency: int | None,
+) -> None:
+    """Run batch jobs of the models under PATH from a Celery broker (needs the jobs extra).
+
+    Start any number, on any machines that share the job store (PostgreSQL) and the jobs
+    folder; a job whose worker dies is resumed by another from its last finished chunk.
+    """
+    settings = _settings(
+        model_path=path,
+        jobs_backend="celery",
+        jobs_broker_url=broker,
+        jobs_store_url=store,
+        jobs_dir=jobs_dir,
+        jobs_queue=queue,
+        jobs_workers=concurrency,
+    )
+    try:
+        from .jobs.celery_app import run_worker
+    except ImportError as exc:
+        _fail(
+            f"modelserve worker needs the jobs extra ({exc.name} is missing): "
+            "pip install 'modelserve[jobs]'",
+            2,
+        )
+    from .logging import configure_logging
+
+    configure_logging(settings)
+    try:
+        run_worker(settings)
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+
+
+_url_option = click.option(
+    "--url",
+    envvar="MODELSERVE_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The server [env: MODELSERVE_URL].",
+)
+_key_option = click.option(
+    "--api-key",
+    envvar="MODELSERVE_API_KEY",
+    default=None,
+    help="API key [env: MODELSERVE_API_KEY].",
+)
+
+
+def _jobs_call(method: str, url: str, api_key: str | None, **kwargs: Any) -> Any:
+    """One request to the jobs API; a clean error line (and exit 1) on any failure."""
+    import requests
+
+    headers = {"X-API-Key": api_key} if api_key else {}
+    try:
+        response = requests.request(method, url, headers=headers, timeout=60, **kwargs)
+    except requests.RequestException as exc:
+        _fail(f"cannot reach {url}: {exc}")
+        raise  # unreachable
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        _fail(f"{response.status_code}: {message}")
+    return response
+
+
+def _show_job(job: dict[str, Any]) -> None:
+    total = job.get("rows_total")
+    done = f"{job['rows_done']}/{total}" if total is not None else str(job["rows_done"])
+    rate = job.get("rows_per_second")
+    line = f"{job['id']}  {job['state']:<9}  rows {done}  rejected {job['rows_failed']}"
+    if rate:
+        line += f"  {rate:g} rows/s"
+    if job.get("error"):
+        line += f"  error: {job['error']}"
+    click.echo(line)
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """Batch jobs on a running server: submit a file, follow it, fetch the predictions."""
+
+
+@jobs_group.command("submit")
+@click.argument("input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "model_name", default=None, help="The model [default: the default].")
+@click.option("--version", "version", type=int, default=None, help="The version [default].")
+@click.option("--id-column", default=None, help="A column carried through to the result.")
+@click.option(
+    "--output-format",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    default=None,
+    help="The result's format [default: the input's].",
+)
+@click.option(
+    "--wait", is_flag=True, help="Wait until the job finished; exit 1 unless it succeeded."
+)
+@_url_option
+@_key_option
+def jobs_submit_command(
+    input_file: Path,
+    model_name: str | None,
+    version: int | None,
+    id_column: str | None,
+    output_format: str | None,
+    wait: bool,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """Upload INPUT_FILE (CSV, JSON lines or Parquet) as a job; print its id."""
+    path = "/jobs"
+    if model_name:
+        path = f"/models/{model_name}" + (f"/versions/{version}" if version else "") + "/jobs"
+    data = {k: v for k, v in {"id_column": id_column, "output_format": output_format}.items() if v}
+    with input_file.open("rb") as fh:
+        response = _jobs_call(
+            "POST",
+            url.rstrip("/") + path,
+            api_key,
+            files={"file": (input_file.name, fh)},
+            data=data,
+        )
+    job = response.json()
+    click.echo(job["id"])
+    if wait:
+        _wait_for_job(url, api_key, job["id"])
+
+
+def _wait_for_job(url: str, api_key: str | None, job_id: str) -> None:
+    import time
+
+    while True:
+        job = _jobs_call("GET", f"{url.rstrip('/')}/jobs/{job_id}", api_key).json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            _show_job(job)
+            if job["state"] != "succeeded":
+                sys.exit(1)
+            return
+        time.sleep(1.0)
+
+
+@jobs_group.command("status")
+@click.argument("job_id", required=False)
+@click.option("--wait", is_flag=True, help="Wait until the job finished.")
+@_url_option
+@_key_option
+def jobs_status_command(job_id: str | None, wait: bool, url: str, api_key: str | None) -> None:
+    """Show job JOB_ID, or list this key's jobs."""
+    if job_id is None:
+        for job in _jobs_call("GET", url.rstrip("/") + "/jobs", api_key).json()["jobs"]:
+            _show_job(job)
+        return
+    if wait:
+        _wait_for_job(url, api_key, job_id)
+        return
+    _show_job(_jobs_call("GET", f"{url.rstrip('/')}/jobs/{job_id}", api_key).json())
+
+
+@jobs_group.command("fetch")
+@click.argument("job_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the predictions.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    default=None,
+    help="The result's format [default: the job's].",
+)
+@click.option("--errors", is_flag=True, help="Write the rejected rows (JSON) instead.")
+@_url_option
+@_key_option
+def jobs_fetch_command(
+    job_id: str, output: Path, fmt: str | None, errors: bool, url: str, api_key: str | None
+) -> None:
+    """Download the predictions of job JOB_ID to --output."""
+    base = f"{url.rstrip('/')}/jobs/{job_id}"
+    target = base + ("/errors" if errors else "/result")
+    params = {"format": fmt} if fmt and not errors else {}
+    response = _jobs_call("GET", target, api_key, params=params, stream=True)
+    with output.open("wb") as out:
+        for block in response.iter_content(1024 * 1024):
+            out.write(block)
+    click.echo(f"wrote {output}", err=True)
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id")
+@_url_option
+@_key_option
+def jobs_cancel_command(job_id: str, url: str, api_key: str | None) -> None:
+    """Cancel job JOB_ID (a running job stops after its current chunk)."""
+    _show_job(_jobs_call("DELETE", f"{url.rstrip('/')}/jobs/{job_id}", api_key).json())

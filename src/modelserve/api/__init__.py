@@ -10,6 +10,7 @@ from . import auth
 from . import drift
 from . import errors
 from . import headers
+from . import jobs
 from . import limits
 from . import observe
 from . import ops
@@ -36,5 +37,6 @@ def init_app(app: Flask, service: InferenceService) -> None:
     app.register_blueprint(predict.bp)
     app.register_blueprint(v2.bp)
     app.register_blueprint(drift.bp)
+    jobs.init_app(app, service)
     # Last: counts requests by the principal that authentication (a hook before it) found.
     limits.init_app(app, service.settings)
