@@ -1,9 +1,10 @@
-"""Batch jobs: files in, predictions out, scored in committed chunks by an embedded executor
-or Celery workers (issue #19).
+"""Batch scoring: whole files of rows scored chunk by chunk, offline or as jobs (issue #19).
 
-The pieces, bottom up: :mod:`.model` (a job's record and states), :mod:`.store` (job state in
-SQL, with the atomic claims and conditional chunk commits that make every row count once),
-:mod:`.files` (the data folder), :mod:`.runner` (one job's chunk loop), :mod:`.embedded`
-(threads in the server) and :mod:`.celery` (workers through a broker), :mod:`.manager` (what
-the API calls: submit, read, cancel, over either backend).
+``formats`` reads and writes the file formats (CSV, JSON lines, Parquet) a chunk at a time;
+``scoring`` validates a chunk as online requests are validated and scores its valid rows in
+one model call. The jobs sit on them, bottom up: ``model`` (a job's record and states),
+``store`` (job state in SQL, with the atomic claims and conditional chunk commits that count
+every row once), ``files`` (the data folder), ``runner`` (one job's chunk loop), ``manager``
+(what the API calls), ``embedded`` (threads in the server) and ``celery_app`` (workers
+through a broker).
 """
