@@ -219,7 +219,8 @@ def submit_job(name: str | None = None, version: int | None = None) -> Response:
 def _detect(filename: str | None, content_type: str | None) -> str:
     from ..jobs.formats import detect_format
 
-    return detect_format(filename, content_type)
+    fmt: str = detect_format(filename, content_type)
+    return fmt
 
 
 def _float_option(body: dict[str, Any], name: str) -> float | None:

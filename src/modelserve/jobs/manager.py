@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from typing import Protocol
+from typing import cast
 
 from ..errors import InvalidInput
 from ..errors import JobConflict
@@ -21,6 +22,8 @@ from ..settings import ServerSettings
 from .files import JobFiles
 from .files import default_store_url
 from .files import jobs_dir
+from .formats import InputFormat
+from .formats import OutputFormat
 from .formats import read_chunks
 from .formats import stream_chunks
 from .formats import write_chunk
@@ -188,7 +191,7 @@ class JobManager:
             paths = self.files.chunks(job.id, job.chunks_done, want)
         else:
             paths = [self._converted(job, n, want) for n in range(job.chunks_done)]
-        return job, want, stream_chunks(paths, want)  # type: ignore[arg-type]
+        return job, want, stream_chunks(paths, cast(OutputFormat, want))
 
     def _converted(self, job: Job, n: int, fmt: str) -> Path:
         """Chunk ``n`` of ``job``'s result in ``fmt``, converted once and kept."""
@@ -196,11 +199,12 @@ class JobManager:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             source = self.files.chunk(job.id, n, job.output_format)
-            frames = list(read_chunks(source, job.output_format, job.chunk_rows))  # type: ignore[arg-type]
+            stored = cast(InputFormat, job.output_format)
+            frames = list(read_chunks(source, stored, job.chunk_rows))
             import pandas as pd
 
             frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-            write_chunk(target, fmt, frame)  # type: ignore[arg-type]
+            write_chunk(target, cast(OutputFormat, fmt), frame)
         return target
 
     def errors(

@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 from ..errors import ModelServeError
 from ..service import InferenceService
 from .files import JobFiles
+from .formats import InputFormat
+from .formats import OutputFormat
 from .formats import count_rows
 from .formats import read_chunks
 from .formats import write_chunk
@@ -93,15 +96,19 @@ class JobRunner:
 
     def _run_claimed(self, job: Job, stopping: threading.Event) -> RunOutcome:
         source = self.files.input(job.id, job.input_format)
+        fmt = cast(InputFormat, job.input_format)
+        out = cast(OutputFormat, job.output_format)
         scorer = ChunkScorer(self.service, job.model, job.version, job.id_column)
         if job.rows_total is None:
-            total = count_rows(source, job.input_format)  # type: ignore[arg-type]
+            total = count_rows(source, fmt)
             if total is not None:
                 self.store.set_total(job.id, total)
         n = job.chunks_done
         first_row = job.rows_done
         seen, rejected = job.rows_done, job.rows_failed
-        chunks = read_chunks(source, job.input_format, job.chunk_rows, start_chunk=n)  # type: ignore[arg-type]
+        chunks = read_chunks(
+            source, fmt, job.chunk_rows, start_chunk=n, text_columns=scorer.text_columns
+        )
         for frame in chunks:
             if stopping.is_set():
                 self.store.release(job.id, self.worker)
@@ -109,7 +116,7 @@ class JobRunner:
             scored = scorer.score(frame, first_row)
             write_chunk(
                 self.files.chunk(job.id, n, job.output_format),
-                job.output_format,  # type: ignore[arg-type]
+                out,
                 scored.predictions,
             )
             self.files.write_errors(
