@@ -593,7 +593,7 @@ def _wait_for_job(url: str, api_key: str | None, job_id: str) -> None:
             if job["state"] != "succeeded":
                 sys.exit(1)
             return
-        time.sleep(1.0)
+        time.sleep(0.5)
 
 
 @jobs_group.command("status")

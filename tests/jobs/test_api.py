@@ -288,3 +288,20 @@ def test_uploads_may_pass_max_content_length_up_to_jobs_max_upload(
         assert resp.status_code == 413
     finally:
         app.extensions[EXTENSION_KEY].close()
+
+
+def test_finished_jobs_expire_with_their_files(jobs_repo: Path, backend: Backend) -> None:
+    app = make_app(jobs_repo, backend, jobs_result_ttl=0.2)
+    client = app.test_client()
+    ext = app.extensions[EXTENSION_KEY]
+    try:
+        job_id = submit(client, csv_bytes(iris_frame(10))).json["id"]
+        assert wait_done(client, job_id)["state"] == "succeeded"
+        folder = ext.manager().files.folder(job_id)
+        assert folder.is_dir()
+        time.sleep(0.3)
+        assert ext.manager().remove_expired() >= 1
+        assert not folder.exists()
+        assert client.get(f"/jobs/{job_id}").status_code == 404
+    finally:
+        ext.close()

@@ -1,0 +1,174 @@
+"""Jobs survive what kills processes: a server or a worker killed with SIGKILL mid-job, then
+restarted, still yields every row once with the in-process predictions (real server and
+``modelserve worker`` processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import requests
+from click.testing import CliRunner
+
+from modelserve.cli import main
+
+from ..conftest import LiveServer
+from .conftest import Backend
+from .conftest import check_result
+from .conftest import csv_bytes
+from .conftest import iris_frame
+from .conftest import read_result
+
+pytestmark = pytest.mark.e2e
+
+ROWS = 200_000
+CHUNK = 10_000
+CHUNKS = ROWS // CHUNK
+
+
+@pytest.fixture(scope="module")
+def big_input() -> tuple[pd.DataFrame, bytes]:
+    frame = iris_frame(ROWS, seed=7)
+    return frame, csv_bytes(frame)
+
+
+def start(
+    repo: Path, backend: Backend, live_server: Callable[..., LiveServer], *args: str
+) -> LiveServer:
+    env = {**backend.env, "MODELSERVE_JOBS_CHUNK_ROWS": str(CHUNK)}
+    return live_server([str(repo), *args], env)
+
+
+def submit(server: LiveServer, body: bytes) -> str:
+    resp = requests.post(
+        server.url + "/jobs",
+        files={"file": ("big.csv", body)},
+        data={"id_column": "key"},
+        timeout=60,
+    )
+    assert resp.status_code == 202, resp.text
+    job_id: str = resp.json()["id"]
+    return job_id
+
+
+def job_of(server: LiveServer, job_id: str) -> dict[str, Any]:
+    resp = requests.get(f"{server.url}/jobs/{job_id}", timeout=10)
+    assert resp.status_code == 200, resp.text
+    job: dict[str, Any] = resp.json()
+    return job
+
+
+def wait_for_chunks(
+    server: LiveServer, job_id: str, chunks: int, timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = job_of(server, job_id)
+        if job["chunks_done"] >= chunks or job["state"] not in ("queued", "running"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.02)
+
+
+def wait_finished(server: LiveServer, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = job_of(server, job_id)
+        if job["state"] not in ("queued", "running"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+
+
+def kill(server: LiveServer) -> None:
+    """SIGKILL the server and every worker it forked: nothing gets to clean up."""
+    os.killpg(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(timeout=10)
+
+
+def check_complete(server: LiveServer, job_id: str, frame: pd.DataFrame) -> dict[str, Any]:
+    job = wait_finished(server, job_id)
+    assert job["state"] == "succeeded", job
+    assert (job["rows_done"], job["rows_failed"], job["chunks_done"]) == (ROWS, 0, CHUNKS)
+    result = requests.get(f"{server.url}/jobs/{job_id}/result", timeout=60)
+    assert result.status_code == 200
+    check_result(read_result(result.content), frame)
+    return job
+
+
+def test_embedded_a_server_killed_mid_job_finishes_it_after_a_restart(
+    jobs_repo: Path,
+    embedded_backend: Backend,
+    live_server: Callable[..., LiveServer],
+    big_input: tuple[pd.DataFrame, bytes],
+    tmp_path: Path,
+) -> None:
+    frame, body = big_input
+    first = start(jobs_repo, embedded_backend, live_server)
+    job_id = submit(first, body)
+    at_kill = wait_for_chunks(first, job_id, 3)
+    kill(first)
+    assert at_kill["state"] == "running" and at_kill["chunks_done"] < CHUNKS, at_kill
+    # Two processes now: both look for the job, exactly one takes it over (after the lease).
+    second = start(jobs_repo, embedded_backend, live_server, "--workers", "2")
+    job = check_complete(second, job_id, frame)
+    assert job["attempts"] == 2, job
+    check_the_cli(second, job_id, frame, tmp_path)
+
+
+def check_the_cli(server: LiveServer, job_id: str, frame: pd.DataFrame, tmp_path: Path) -> None:
+    """``modelserve jobs submit|status|fetch|cancel`` against the running server."""
+    runner = CliRunner()
+    url = ["--url", server.url]
+    status = runner.invoke(main, ["jobs", "status", job_id, *url])
+    assert status.exit_code == 0 and "succeeded" in status.output, status.output
+    out = tmp_path / "out.parquet"
+    fetched = runner.invoke(
+        main, ["jobs", "fetch", job_id, "-o", str(out), "--format", "parquet", *url]
+    )
+    assert fetched.exit_code == 0, fetched.output
+    check_result(pd.read_parquet(out), frame)
+    small = tmp_path / "small.csv"
+    small.write_bytes(csv_bytes(frame.head(100)))
+    submitted = runner.invoke(
+        main, ["jobs", "submit", str(small), "--id-column", "key", "--wait", *url]
+    )
+    assert submitted.exit_code == 0 and "succeeded" in submitted.output, submitted.output
+    new_id = submitted.output.split()[0]
+    cancel = runner.invoke(main, ["jobs", "cancel", new_id, *url])
+    assert cancel.exit_code == 1 and "409" in cancel.output, cancel.output
+    listed = runner.invoke(main, ["jobs", "status", *url])
+    assert new_id in listed.output and job_id in listed.output
+    missing = runner.invoke(main, ["jobs", "status", "nope", *url])
+    assert missing.exit_code == 1 and "404" in missing.output
+
+
+def test_celery_a_worker_killed_mid_job_and_a_restarted_server_lose_no_row(
+    jobs_repo: Path,
+    celery_backend: Backend,
+    live_server: Callable[..., LiveServer],
+    big_input: tuple[pd.DataFrame, bytes],
+) -> None:
+    assert celery_backend.start_worker is not None
+    frame, body = big_input
+    server = start(jobs_repo, celery_backend, live_server)
+    doomed = celery_backend.start_worker()
+    job_id = submit(server, body)
+    at_kill = wait_for_chunks(server, job_id, 3)
+    doomed.kill(signal.SIGKILL)
+    assert at_kill["state"] == "running" and at_kill["chunks_done"] < CHUNKS, at_kill
+    kill(server)  # the server too: the job's state is in the store, not in the server
+    server = start(jobs_repo, celery_backend, live_server)
+    celery_backend.start_worker()
+    job = check_complete(server, job_id, frame)
+    assert job["attempts"] == 2, job
+    # A job on a healthy worker, end to end, for the rate a job reaches here.
+    again = submit(server, body)
+    job = check_complete(server, again, frame)
+    assert job["attempts"] == 1 and job["rows_per_second"] > 0
