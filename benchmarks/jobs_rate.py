@@ -13,7 +13,8 @@ Three ways to score one CSV file of N rows into a CSV of predictions:
   server plus one ``modelserve worker`` (Celery, Redis broker, SQLite store), timed from the
   first upload byte to ``succeeded``, and then the download of the result.
 
-    flock /tmp/modelserve-load.lock python -m benchmarks.jobs_rate [--rows 500000] [--rounds 3] [--celery]
+    flock /tmp/modelserve-load.lock python -m benchmarks.jobs_rate \\
+        [--rows 500000] [--rounds 3] [--celery]
 """
 
 from __future__ import annotations
@@ -236,7 +237,8 @@ def main() -> None:
             rate = args.rows / seconds
             print(
                 f"  {name:9} {seconds:6.2f} s {rate:10,.0f} rows/s  "
-                f"{best['pandas'] / seconds:.2f}x pandas  {best['pipeline'] / seconds:.2f}x pipeline"
+                f"{best['pandas'] / seconds:.2f}x pandas  "
+                f"{best['pipeline'] / seconds:.2f}x pipeline"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
