@@ -155,6 +155,7 @@ class JobServer:
                 timeout=600,
             )
         resp.raise_for_status()
+        uploaded = time.perf_counter() - start
         job_id = resp.json()["id"]
         while True:
             state: dict[str, Any] = requests.get(f"{self.url}/jobs/{job_id}", timeout=10).json()
@@ -167,6 +168,7 @@ class JobServer:
         start = time.perf_counter()
         with requests.get(f"{self.url}/jobs/{job_id}/result", stream=True, timeout=600) as got:
             state["result_bytes"] = sum(len(block) for block in got.iter_content(1 << 20))
+        state["upload_seconds"] = uploaded
         return elapsed, time.perf_counter() - start, state
 
     def stop(self) -> None:
@@ -222,9 +224,11 @@ def main() -> None:
                 for name, server in servers.items():
                     elapsed, download, state = server.score(source)
                     times.setdefault(name, []).append(elapsed)
+                    own = args.rows / state["rows_per_second"]
+                    times.setdefault(f"{name} run", []).append(own)
                     print(
-                        f"  job {name}: {elapsed:.2f} s (its own rows/s "
-                        f"{state['rows_per_second']:,.0f}); download "
+                        f"  job {name}: {elapsed:.2f} s (upload {state['upload_seconds']:.2f} s; "
+                        f"the job's own rows/s {state['rows_per_second']:,.0f}); download "
                         f"{state['result_bytes'] / 1e6:.0f} MB in {download:.2f} s",
                         flush=True,
                     )

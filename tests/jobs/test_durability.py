@@ -172,3 +172,42 @@ def test_celery_a_worker_killed_mid_job_and_a_restarted_server_lose_no_row(
     again = submit(server, body)
     job = check_complete(server, again, frame)
     assert job["attempts"] == 1 and job["rows_per_second"] > 0
+
+
+def test_celery_with_the_rabbitmq_broker(jobs_repo: Path, celery_backend: Backend) -> None:
+    """The same worker and server on RabbitMQ (the local one, a queue of this run's own)."""
+    from modelserve.api.jobs import EXTENSION_KEY
+    from modelserve.app import create_app
+    from modelserve.settings import ServerSettings
+
+    from .conftest import Worker
+
+    amqp = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    settings = {
+        **celery_backend.settings,
+        "jobs_broker_url": amqp,
+        "jobs_queue": celery_backend.settings["jobs_queue"] + "-amqp",
+        "jobs_chunk_rows": 500,
+    }
+    env = {f"MODELSERVE_{k.upper()}": str(v) for k, v in settings.items()}
+    worker = Worker(jobs_repo, {**env, "MODELSERVE_PROFILE": "testing"})
+    app = create_app(ServerSettings(profile="testing", model_path=jobs_repo, **settings))
+    try:
+        worker.wait_ready()
+        client = app.test_client()
+        frame = iris_frame(2000, seed=11)
+        resp = client.post("/jobs?id_column=key", data=csv_bytes(frame), content_type="text/csv")
+        assert resp.status_code == 202, resp.json
+        deadline = time.monotonic() + 30
+        while (job := client.get(f"/jobs/{resp.json['id']}").json)["state"] in (
+            "queued",
+            "running",
+        ):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        assert job["state"] == "succeeded" and job["chunks_done"] == 4, job
+        check_result(read_result(client.get(f"/jobs/{job['id']}/result").data), frame)
+    finally:
+        app.extensions[EXTENSION_KEY].close()
+        worker.kill(signal.SIGTERM)
+        assert worker.proc.returncode is not None
