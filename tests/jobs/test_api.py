@@ -154,32 +154,36 @@ def test_json_instances_and_raw_bodies(client: FlaskClient) -> None:
     check_result(read_result(client.get(f"/jobs/{raw.json['id']}/result").data), frame)
 
 
+def _multipart(field: str, name: str) -> dict[str, Any]:
+    return {"data": {field: (io.BytesIO(b"x"), name)}, "content_type": "multipart/form-data"}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "status", "kind"),
     [
         ({"data": b"a,b\n", "content_type": "text/plain"}, 415, "UnsupportedMediaType"),
+        (
+            {"data": b"a,b\n", "content_type": "application/octet-stream"},
+            415,
+            "UnsupportedMediaType",
+        ),
         ({"json": {"rows": []}}, 400, "InvalidInput"),
         ({"json": {"instances": [[1, 2, 3, 4]]}}, 400, "InvalidInput"),
         ({"data": b"{nope", "content_type": "application/json"}, 400, "InvalidInput"),
         ({"data": b"", "content_type": "text/csv"}, 400, "InvalidInput"),
-        (
-            {"data": {"other": (io.BytesIO(b"x"), "x.csv")}, "content_type": "multipart/form-data"},
-            400,
-            "InvalidInput",
-        ),
-        (
-            {"data": {"file": (io.BytesIO(b"x"), "x.xlsx")}, "content_type": "multipart/form-data"},
-            415,
-            "UnsupportedFormat",
-        ),
+        ({"multipart": ("other", "x.csv")}, 400, "InvalidInput"),
+        ({"multipart": ("file", "x.xlsx")}, 415, "UnsupportedFormat"),
     ],
 )
 def test_bad_submissions_get_a_clear_4xx(
     client: FlaskClient, kwargs: dict[str, Any], status: int, kind: str
 ) -> None:
+    if "multipart" in kwargs:  # a fresh file object per call: a sent one is closed
+        kwargs = _multipart(*kwargs["multipart"])
     resp = client.post("/jobs", **kwargs)
     assert resp.status_code == status, resp.json
     assert resp.json["type"] == kind and resp.json["error"]
+    assert client.get("/jobs?state=queued").json["jobs"] == []
 
 
 def test_unknown_model_and_job_answer_404(client: FlaskClient) -> None:
