@@ -121,7 +121,8 @@ class JobManager:
             id=job_id,
             owner=owner,
             model=sv.name,
-            version=version,
+            # Pinned: every chunk, on whichever worker, is scored by the version it began with.
+            version=sv.version,
             state="queued",
             input_format=input_format,
             output_format=out,
