@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +304,10 @@ def optimize_command(path: Path, model_name: str | None) -> None:
     click.echo(f"wrote {target} (runtime: onnx)")
 
 
+#: Extensions that make ``predict``'s PAYLOAD a file to score rather than JSON.
+_FILE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet", ".pq")
+
+
 @main.command("predict")
 @_path_arg
 @click.argument("payload")
@@ -312,18 +318,73 @@ def optimize_command(path: Path, model_name: str | None) -> None:
     default=None,
     help="Single-file mode: a fitted transformer applied before the model.",
 )
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File mode: where the predictions go; its extension picks the format "
+    "[default: INPUT.predictions with INPUT's extension].",
+)
+@click.option("--id-column", default=None, help="File mode: a column copied to every answer.")
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="File mode: rows scored per model call.",
+)
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File mode: rejected rows, as JSON lines [default: OUTPUT.errors.jsonl].",
+)
+@click.option(
+    "--max-errors",
+    type=click.IntRange(min=0),
+    default=None,
+    help="File mode: stop with exit code 1, writing no output, past this many rejected rows "
+    "[default: no limit].",
+)
+@click.option("-q", "--quiet", is_flag=True, help="File mode: no progress bar.")
 def predict_command(
-    path: Path, payload: str, model_name: str | None, preprocessor: Path | None
+    path: Path,
+    payload: str,
+    model_name: str | None,
+    preprocessor: Path | None,
+    output: Path | None,
+    id_column: str | None,
+    chunk_rows: int,
+    errors_path: Path | None,
+    max_errors: int | None,
+    quiet: bool,
 ) -> None:
-    """One-off prediction: PAYLOAD is a JSON object of features, or {"instances": [...]}.
+    """Score PAYLOAD on the model at PATH.
 
-    Use '-' to read PAYLOAD from standard input.
+    PAYLOAD is a JSON object of features, or {"instances": [...]} ('-' reads it from
+    standard input), or a CSV, JSON lines or Parquet file of rows: every row is scored,
+    a chunk at a time, into --output (rows that fail validation go to --errors).
     """
+    settings = _settings(model_path=path, preprocessor=preprocessor, profile="testing")
+    if payload != "-" and Path(payload).suffix.lower() in _FILE_SUFFIXES:
+        _predict_file(
+            settings,
+            Path(payload),
+            model_name,
+            output,
+            id_column,
+            chunk_rows,
+            errors_path,
+            max_errors,
+            quiet,
+        )
+        return
     from .protocols.seed import SeedProtocol
     from .service import InferenceService
 
     body = sys.stdin.buffer.read() if payload == "-" else payload.encode()
-    settings = _settings(model_path=path, preprocessor=preprocessor, profile="testing")
     try:
         service = InferenceService(settings)
         service.load()
@@ -337,9 +398,83 @@ def predict_command(
         else:
             result = seed.predict_one(model_name, None, body)
     except ModelServeError as exc:
-        details = "".join(f"\n  {d.get('path')}: {d.get('message')}" for d in exc.details)
-        _fail(exc.message + details, 1)
+        _fail(exc.message + _details(exc), 1)
     click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+def _details(exc: ModelServeError) -> str:
+    return "".join(f"\n  {d.get('path')}: {d.get('message')}" for d in exc.details)
+
+
+def _predict_file(
+    settings: ServerSettings,
+    source: Path,
+    model_name: str | None,
+    output: Path | None,
+    id_column: str | None,
+    chunk_rows: int,
+    errors_path: Path | None,
+    max_errors: int | None,
+    quiet: bool,
+) -> None:
+    """``predict``'s file mode: score every row of ``source`` offline."""
+    if not source.is_file():
+        _fail(f"{source}: no such file", 2)
+    try:
+        from .jobs import formats
+        from .jobs.offline import score_file
+        from .jobs.scoring import ChunkScorer
+    except ImportError as exc:  # pragma: no cover - the extra is part of the dev install
+        _fail(f"scoring files needs the batch extra (pip install 'modelserve[batch]'): {exc}", 2)
+    from .service import InferenceService
+
+    fmt = formats.detect_format(source.name, None)
+    if output is None:
+        output = source.with_name(f"{source.stem}.predictions{source.suffix}")
+    try:
+        out_fmt = formats.output_format(output.name) if output.suffix else fmt
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+    if output.resolve() == source.resolve():
+        _fail(f"--output {output} is the input file: name another file", 2)
+    try:
+        service = InferenceService(settings)
+        service.load()
+        scorer = ChunkScorer(service, model_name, id_column=id_column)
+        with _progress_bar(formats.count_rows(source, fmt), quiet) as bar:
+            summary = score_file(
+                scorer,
+                source,
+                fmt,
+                output,
+                out_fmt,
+                chunk_rows=chunk_rows,
+                errors_path=errors_path,
+                max_errors=max_errors,
+                progress=bar.update if bar is not None else None,
+            )
+    except ModelServeError as exc:
+        _fail(exc.message + _details(exc), 1)
+    click.echo(summary.line(), err=True)
+    if summary.over_budget:
+        _fail(
+            f"more than {max_errors} rows were rejected (--max-errors): stopped, no output "
+            f"written; see {summary.errors_path}",
+            1,
+        )
+
+
+@contextmanager
+def _progress_bar(total: int | None, quiet: bool) -> Iterator[Any]:
+    """A tqdm bar on standard error (rows, rows/s, ETA), or ``None`` when it is not a
+    terminal or ``--quiet`` asks for none."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="rows", unit_scale=True, file=sys.stderr, smoothing=0.1) as bar:
+        yield bar
 
 
 _keys_file_option = click.option(

@@ -297,11 +297,30 @@ def write_frame(fh: IO[bytes], fmt: OutputFormat, frame: pd.DataFrame, header: b
     """Write ``frame`` to an open binary file (appending: a CSV writes its header only when
     asked). Parquet cannot be appended to this way: use :class:`ParquetAppender`."""
     if fmt == "csv":
-        frame.to_csv(fh, index=False, header=header, lineterminator="\n")
+        _write_csv(fh, frame, header)
     elif fmt == "jsonl":
         fh.write(_jsonl_bytes(frame))
     else:
         raise UnsupportedFormat(f"Batch scoring does not append {fmt!r} files")
+
+
+def _write_csv(fh: IO[bytes], frame: pd.DataFrame, header: bool) -> None:
+    """Arrow's CSV writer (about eight times pandas', every float digit kept), with the
+    header written by pandas so that names are quoted only when they must be; pandas' own
+    writer for columns Arrow cannot type (an id column of mixed types)."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, ValueError, TypeError):
+        frame.to_csv(fh, index=False, header=header, lineterminator="\n")
+        return
+    if header:
+        fh.write(frame.iloc[:0].to_csv(index=False, lineterminator="\n").encode())
+    if len(frame):
+        options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+        pa_csv.write_csv(table, fh, options)
 
 
 def _write(fh: IO[bytes], fmt: OutputFormat, frame: pd.DataFrame) -> None:
