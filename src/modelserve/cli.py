@@ -764,20 +764,32 @@ def jobs_status_command(job_id: str | None, wait: bool, url: str, api_key: str |
     default=None,
     help="The result's format [default: the job's].",
 )
-@click.option("--errors", is_flag=True, help="Write the rejected rows (JSON) instead.")
+@click.option("--errors", is_flag=True, help="Write the rejected rows (JSON lines) instead.")
 @_url_option
 @_key_option
 def jobs_fetch_command(
     job_id: str, output: Path, fmt: str | None, errors: bool, url: str, api_key: str | None
 ) -> None:
-    """Download the predictions of job JOB_ID to --output."""
+    """Download the predictions of job JOB_ID to --output (or, with --errors, every rejected
+    row as JSON lines)."""
     base = f"{url.rstrip('/')}/jobs/{job_id}"
-    target = base + ("/errors" if errors else "/result")
-    params = {"format": fmt} if fmt and not errors else {}
-    response = _jobs_call("GET", target, api_key, params=params, stream=True)
     with output.open("wb") as out:
-        for block in response.iter_content(1024 * 1024):
-            out.write(block)
+        if errors:
+            offset = 0
+            while True:
+                page = _jobs_call(
+                    "GET", base + "/errors", api_key, params={"offset": offset, "limit": 1000}
+                ).json()["errors"]
+                for record in page:
+                    out.write(orjson.dumps(record) + b"\n")
+                if not page:
+                    break
+                offset += len(page)
+        else:
+            params = {"format": fmt} if fmt else {}
+            response = _jobs_call("GET", base + "/result", api_key, params=params, stream=True)
+            for block in response.iter_content(1024 * 1024):
+                out.write(block)
     click.echo(f"wrote {output}", err=True)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pytest
 import requests
@@ -135,12 +136,20 @@ def check_the_cli(server: LiveServer, job_id: str, frame: pd.DataFrame, tmp_path
     assert fetched.exit_code == 0, fetched.output
     check_result(pd.read_parquet(out), frame)
     small = tmp_path / "small.csv"
-    small.write_bytes(csv_bytes(frame.head(100)))
+    head = frame.head(100).copy()
+    head.loc[42, "petal_width"] = -1.0
+    small.write_bytes(csv_bytes(head))
     submitted = runner.invoke(
         main, ["jobs", "submit", str(small), "--id-column", "key", "--wait", *url]
     )
     assert submitted.exit_code == 0 and "succeeded" in submitted.output, submitted.output
+    assert "rejected 1" in submitted.output
     new_id = submitted.output.split()[0]
+    rejected = tmp_path / "errors.jsonl"
+    fetched = runner.invoke(main, ["jobs", "fetch", new_id, "-o", str(rejected), "--errors", *url])
+    assert fetched.exit_code == 0, fetched.output
+    lines = [orjson.loads(line) for line in rejected.read_bytes().splitlines()]
+    assert [(e["row"], e["id"]) for e in lines] == [(42, "k42")]
     cancel = runner.invoke(main, ["jobs", "cancel", new_id, *url])
     assert cancel.exit_code == 1 and "409" in cancel.output, cancel.output
     listed = runner.invoke(main, ["jobs", "status", *url])
