@@ -102,3 +102,20 @@ def test_a_job_whose_workers_keep_dying_fails(
     assert outcome.state == "failed" and "MAX_ATTEMPTS=2" in (outcome.error or "")
     assert store.get(job_id).state == "failed"
     assert JobRunner(store, files, service, "d", 30, 2).run(job_id).state == "skipped"
+
+
+def test_a_job_that_raises_fails_with_a_reason_instead_of_running_forever(
+    parts: tuple[JobStore, JobFiles, InferenceService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, files, service = parts
+    job_id = add_job(store, files, iris_frame(300))
+
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("modelserve.jobs.runner.write_chunk", full_disk)
+    outcome = JobRunner(store, files, service, "a", 30, 5).run(job_id)
+    job = store.get(job_id)
+    assert outcome.state == job.state == "failed"
+    assert job.error == "internal error while scoring (OSError); see the server log"
+    assert job.lease_owner is None and job.finished_at is not None
