@@ -309,3 +309,14 @@ def test_finished_jobs_expire_with_their_files(jobs_repo: Path, backend: Backend
         assert client.get(f"/jobs/{job_id}").status_code == 404
     finally:
         ext.close()
+
+
+def test_an_unreachable_store_is_a_503_and_predictions_still_work(jobs_repo: Path) -> None:
+    dead = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens on port 1
+    app = create_app(ServerSettings(profile="testing", model_path=jobs_repo, jobs_store_url=dead))
+    client = app.test_client()
+    row = dict(iris_frame(1).drop(columns="key").iloc[0])
+    assert client.post("/predict", json=row).status_code == 200
+    for resp in (client.get("/jobs"), submit(client, csv_bytes(iris_frame(5)))):
+        assert resp.status_code == 503 and resp.json["type"] == "ServerBusy", resp.json
+        assert "cannot be reached" in resp.json["error"] and resp.headers["Retry-After"]

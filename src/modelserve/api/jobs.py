@@ -7,6 +7,7 @@ the key that submitted it: another key's job answers 404, as one that does not e
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -26,6 +27,7 @@ from .. import workers
 from ..errors import ConfigError
 from ..errors import InvalidInput
 from ..errors import JobNotFound
+from ..errors import ModelServeError
 from ..errors import UnsupportedMediaType
 from ..jobs.files import COPY_BUFFER
 from ..jobs.files import default_store_url
@@ -38,6 +40,8 @@ from .auth import current_principal
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..jobs.manager import JobManager
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint("jobs", __name__)
 
@@ -356,4 +360,9 @@ def init_app(app: Flask, service: InferenceService) -> None:
     app.extensions[EXTENSION_KEY] = ext
     app.register_blueprint(bp)
     if ext.store_exists():
-        ext.manager()
+        try:
+            ext.manager()
+        except ModelServeError as exc:
+            # Online predictions do not need the job store: serve them, and answer job
+            # requests 503 until the store can be reached (each one tries again).
+            logger.warning("batch jobs are unavailable for now: %s", exc.message)

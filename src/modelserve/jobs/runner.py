@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from ..errors import ModelServeError
+from ..errors import ServerBusy
 from ..service import InferenceService
 from .files import JobFiles
 from .formats import InputFormat
@@ -82,6 +83,10 @@ class JobRunner:
         beat.start()
         try:
             return self._run_claimed(job, stopping or threading.Event())
+        except ServerBusy:
+            # The store is away for a moment: not the job's fault. Its lease runs out and the
+            # job is taken over (here or elsewhere) from its last committed chunk.
+            raise
         except ModelServeError as exc:
             # A malformed file, a model that is gone: the job's answer, said to its owner.
             self.store.finish(job.id, self.worker, exc.message)

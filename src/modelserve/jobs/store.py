@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
 from ..errors import ConfigError
 from ..errors import JobNotFound
+from ..errors import ServerBusy
 from .model import FINISHED
 from .model import Job
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy import Connection
     from sqlalchemy import Engine
     from sqlalchemy import Table
 
@@ -106,7 +110,7 @@ class JobStore:
         from sqlalchemy.schema import CreateTable
 
         try:
-            with self.engine.begin() as conn:
+            with self._connect(write=True) as conn:
                 conn.execute(CreateTable(self.table, if_not_exists=True))
                 for index in self.table.indexes:
                     conn.execute(CreateIndex(index, if_not_exists=True))
@@ -116,18 +120,34 @@ class JobStore:
             if not sa.inspect(self.engine).has_table(self.table.name):
                 raise
 
+    @contextmanager
+    def _connect(self, write: bool = False) -> Iterator[Connection]:
+        """A connection (in a transaction when ``write``); a store that cannot be reached is
+        a 503 to the client, never a 500."""
+        import sqlalchemy as sa
+
+        try:
+            with self.engine.begin() if write else self.engine.connect() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise ServerBusy(
+                f"The job store ({self.display_url}) cannot be reached: "
+                f"{str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__}",
+                retry_after=5.0,
+            ) from exc
+
     # -- create and read --------------------------------------------------------------------
 
     def add(self, job: Job) -> None:
         """Insert a new job (queued)."""
-        with self.engine.begin() as conn:
+        with self._connect(write=True) as conn:
             conn.execute(self.table.insert().values(**_row_of(job)))
 
     def find(self, job_id: str) -> Job | None:
         import sqlalchemy as sa
 
         t = self.table
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             row = conn.execute(sa.select(t).where(t.c.id == job_id)).first()
         return _job_of(row) if row is not None else None
 
@@ -155,7 +175,7 @@ class JobStore:
         if state is not None:
             where.append(t.c.state == state)
         query = sa.select(t).where(*where).order_by(t.c.created_at.desc(), t.c.id)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(query.limit(limit).offset(offset)).all()
             total = conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar()
         return [_job_of(r) for r in rows], int(total or 0)
@@ -171,7 +191,7 @@ class JobStore:
             .order_by(t.c.created_at)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return [r.id for r in conn.execute(query)]
 
     def _claimable_clause(self, now: float) -> Any:
@@ -185,7 +205,7 @@ class JobStore:
     # -- the conditional updates --------------------------------------------------------------
 
     def _update(self, where: Sequence[Any], **values: Any) -> bool:
-        with self.engine.begin() as conn:
+        with self._connect(write=True) as conn:
             result = conn.execute(self.table.update().where(*where).values(**values))
         return bool(result.rowcount == 1)
 
@@ -290,7 +310,7 @@ class JobStore:
 
         t = self.table
         now = time.time()
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             ids = [
                 r.id
                 for r in conn.execute(
@@ -315,12 +335,12 @@ class JobStore:
         t = self.table
         cutoff = time.time() - ttl
         query = sa.select(t.c.id).where(t.c.state.in_(tuple(FINISHED)), t.c.finished_at < cutoff)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return [r.id for r in conn.execute(query)]
 
     def delete(self, job_id: str) -> None:
         t = self.table
-        with self.engine.begin() as conn:
+        with self._connect(write=True) as conn:
             conn.execute(t.delete().where(t.c.id == job_id))
 
     def drop(self) -> None:
