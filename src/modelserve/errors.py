@@ -177,6 +177,7 @@ class JobConflict(ModelServeError):
     cancel after it finished)."""
 
     def __init__(self, job_id: str, state: str, wanted: str) -> None:
-        super().__init__(f"Job {job_id!r} is {state}: {wanted}")
+        said = {"succeeded": "has succeeded", "failed": "has failed", "cancelled": "was cancelled"}
+        super().__init__(f"Job {job_id!r} {said.get(state, f'is {state}')}: {wanted}")
         self.job_id = job_id
         self.state = state
