@@ -99,3 +99,15 @@ def test_no_assert_in_production_code() -> None:
         if any(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(p.read_text())))
     ]
     assert offenders == []
+
+
+def test_jobs_sit_below_the_transport() -> None:
+    """The batch jobs are core: the API and the CLI call them, never the other way round."""
+    above = ("api", "app", "cli", "server")
+    for path in (PACKAGE / "jobs").glob("*.py"):
+        bad = [
+            m
+            for m in imported_modules(path)
+            if m.startswith("..") and m.lstrip(".").split(".")[0] in above
+        ]
+        assert bad == [], f"jobs/{path.name} imports {bad}"

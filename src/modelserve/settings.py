@@ -386,6 +386,65 @@ class ServerSettings(BaseSettings):
     metrics_public: bool = True
     """``GET /metrics`` answers without an API key; ``false`` puts it behind the API keys."""
 
+    # -- batch jobs (issue 19) ---------------------------------------------------------------
+
+    jobs_backend: Literal["embedded", "celery"] = "embedded"
+    """Who runs batch jobs: ``embedded`` (threads in each server process, nothing else to
+    run) or ``celery`` (``modelserve worker`` processes on any machines, through a broker)."""
+
+    jobs_dir: Path | None = None
+    """The jobs' data folder (uploads, result chunks, error lists; the SQLite store unless
+    ``jobs_store_url`` is set). Default: ``$XDG_DATA_HOME/modelserve/jobs``
+    (``~/.local/share/modelserve/jobs``). With Celery on several machines it must be a
+    folder they all mount."""
+
+    jobs_store_url: str | None = None
+    """Where job state lives: ``sqlite:///PATH.db`` or ``postgresql://USER@HOST/DB`` (shared
+    by every server and worker). Default: ``jobs.db`` in ``jobs_dir``."""
+
+    jobs_table: str = "modelserve_jobs"
+    """The store's table (created if missing)."""
+
+    jobs_broker_url: str | None = None
+    """The Celery broker: ``redis://HOST:PORT/DB`` or ``amqp://USER:PASS@HOST//`` (RabbitMQ).
+    Default: ``redis_url``."""
+
+    jobs_queue: str = "modelserve-jobs"
+    """The Celery queue jobs are sent to and ``modelserve worker`` consumes."""
+
+    jobs_chunk_rows: int = Field(default=50_000, ge=1)
+    """Rows read, scored and committed at once: the memory a job needs, and the work a
+    retried job may redo."""
+
+    jobs_error_budget: float = Field(default=0.1, ge=0, le=1)
+    """Largest share of a job's rows that may be rejected (listed under ``/errors``) before
+    the job fails; ``0`` fails a job on its first invalid row."""
+
+    jobs_result_ttl: float = Field(default=86_400.0, gt=0)
+    """Seconds a finished job (its state, result and error files) is kept, then removed."""
+
+    jobs_max_upload: int = Field(default=10 * 1024**3, ge=1)
+    """Largest job upload in bytes (``max_content_length`` does not apply to job uploads,
+    which are streamed to disk); larger get 413."""
+
+    jobs_workers: int = Field(default=1, ge=1)
+    """Embedded backend: jobs each server process runs at once. Celery: threads of each
+    ``modelserve worker`` (``--concurrency``)."""
+
+    jobs_lease_seconds: float = Field(default=30.0, gt=0)
+    """How long a running job's claim lasts without a heartbeat: a job whose worker died is
+    taken over (from its last committed chunk) that long after the last heartbeat."""
+
+    jobs_max_attempts: int = Field(default=5, ge=1)
+    """Times a job is started before a job whose workers keep dying fails."""
+
+    @field_validator("jobs_table")
+    @classmethod
+    def _jobs_table_name(cls, value: str) -> str:
+        if not value.replace("_", "a").isalnum() or not value[:1].isalpha() or len(value) > 50:
+            raise ValueError("must be a plain table name (letters, digits, _)")
+        return value
+
     @model_validator(mode="after")
     def _profile_defaults(self) -> ServerSettings:
         if self.profile == "development" and "debug" not in self.model_fields_set:

@@ -11,6 +11,7 @@ from . import docs
 from . import drift
 from . import errors
 from . import headers
+from . import jobs
 from . import limits
 from . import observe
 from . import openapi
@@ -40,5 +41,6 @@ def init_app(app: Flask, service: InferenceService) -> None:
     app.register_blueprint(drift.bp)
     openapi.init_app(app)
     app.register_blueprint(docs.bp)
+    jobs.init_app(app, service)
     # Last: counts requests by the principal that authentication (a hook before it) found.
     limits.init_app(app, service.settings)

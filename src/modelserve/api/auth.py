@@ -42,8 +42,14 @@ INFERENCE_ENDPOINTS = frozenset(
         "predict.predict_image",
         "predict.predict_image_base64",
         "v2.infer",
+        # A batch job scores like /predict_batch, for the model it names (or the default).
+        "jobs.submit_job",
     }
 )
+
+#: Endpoints that change only the caller's own data, so ``predict`` is enough: cancelling a
+#: job (which the view looks up among the caller's own jobs).
+OWNER_ENDPOINTS = frozenset({"jobs.cancel_job"})
 
 #: Methods that must not change state (RFC 9110 "safe"); they need ``predict`` at most.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -53,7 +59,7 @@ _REALM = 'Bearer realm="modelserve"'
 
 def required_scope(endpoint: str, method: str) -> str:
     """The scope a request to ``endpoint`` with ``method`` needs: ``predict`` or ``admin``."""
-    if method in SAFE_METHODS or endpoint in INFERENCE_ENDPOINTS:
+    if method in SAFE_METHODS or endpoint in INFERENCE_ENDPOINTS or endpoint in OWNER_ENDPOINTS:
         return SCOPE_PREDICT
     return SCOPE_ADMIN
 

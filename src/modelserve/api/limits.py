@@ -64,6 +64,12 @@ ROUTE_CLASSES: dict[str, RouteClass] = {
     "drift.model_drift": "admin",
     # Reads every worker's metric files, as a scrape does (the web page polls it).
     "observe.model_stats": "admin",
+    # Batch jobs: a submission streams a file to disk and a result streams one back; they
+    # spend the batch budget. Cancelling is counted with them (it writes to the store).
+    "jobs.submit_job": "batch",
+    "jobs.job_result": "batch",
+    "jobs.job_errors": "batch",
+    "jobs.cancel_job": "batch",
 }
 
 #: Endpoints that are never limited: health probes must answer whatever clients do, and the
@@ -80,6 +86,9 @@ UNLIMITED = frozenset(
         "v2.model_metadata",
         "v2.model_ready",
         "observe.metrics",
+        # A job's state and the listing are one indexed query: polled, never limited.
+        "jobs.get_job",
+        "jobs.list_jobs",
         "static",
         # The API's own description: cached per model table, and Swagger UI's files.
         "openapi.spec",
