@@ -35,9 +35,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql.types import DataType
     from pyspark.sql.types import StructType
 
+    from .service import InferenceService
+
 #: The field of the result struct that says why a row was not scored (null when it was).
 ERROR_FIELD = "error"
 
+#: One loaded repository per path, and one scorer per model version in it.
+_SERVICES: dict[str, InferenceService] = {}
 _SCORERS: dict[tuple[str, str | None, int | None], ChunkScorer] = {}
 _LOCK = threading.Lock()
 
@@ -56,11 +60,14 @@ def scorer(model_path: str, model: str | None = None, version: int | None = None
     with _LOCK:
         found = _SCORERS.get(key)
         if found is None:
-            from .service import InferenceService
+            service = _SERVICES.get(key[0])
+            if service is None:
+                from .service import InferenceService
 
-            settings = load_settings(model_path=Path(model_path), profile="testing")
-            service = InferenceService(settings)
-            service.load()
+                settings = load_settings(model_path=Path(model_path), profile="testing")
+                service = InferenceService(settings)
+                service.load()
+                _SERVICES[key[0]] = service
             found = _SCORERS[key] = ChunkScorer(service, model, version)
     return found
 

@@ -112,3 +112,16 @@ def test_format_detection() -> None:
         formats.detect_format("rows.txt", "text/plain")
     with pytest.raises(UnsupportedMediaType, match=r"name the output \.csv"):
         formats.output_format("out.xlsx")
+
+
+def test_an_id_column_of_mixed_types_is_written_as_text(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"id": [1, "b", None], "row": [0, 1, 2]})
+    for fmt in formats.FORMATS:
+        path = tmp_path / f"out.{fmt}"
+        formats.write_chunk(path, fmt, frame)
+        if fmt == "csv":
+            assert path.read_text().splitlines()[1:] == ["1,0", "b,1", ",2"]
+            continue
+        back = next(formats.read_chunks(path, fmt, 10))
+        assert back["row"].tolist() == [0, 1, 2]
+        assert [str(v) for v in back["id"][:2]] == ["1", "b"] and pd.isna(back["id"].iat[2])

@@ -24,6 +24,12 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("offline") / "models"
     iris_inputs = [{"name": n, "type": "number", "minimum": 0} for n in models.IRIS_FEATURES]
     models.write_model(root, "iris", models.iris(), manifest={"inputs": iris_inputs})
+    tutorial_inputs = [
+        {"name": "feature1", "type": "number"},
+        {"name": "feature2", "type": "number"},
+        {"name": "feature3", "type": "string"},
+    ]
+    models.write_model(root, "tutorial", models.tutorial(), manifest={"inputs": tutorial_inputs})
     return root
 
 
@@ -46,6 +52,7 @@ def test_a_csv_is_scored_into_a_csv_with_its_errors_beside(root: Path, tmp_path:
     rows.to_csv(source, index=False)
     out = tmp_path / "out.csv"
     args = ["predict", str(root), str(source), "-o", str(out), "--id-column", "key"]
+    args += ["--model", "iris"]
     result = CliRunner().invoke(main, [*args, "--chunk-rows", "16"])
     assert result.exit_code == 0, result.output
     assert "150 rows: 148 scored, 2 rejected in" in result.output and "rows/s" in result.output
@@ -75,7 +82,7 @@ def test_formats_in_and_out(root: Path, tmp_path: Path, src: str, dst: str) -> N
             formats.write_frame(fh, "jsonl", rows)
     out = tmp_path / f"answers.{dst}"
     args = ["predict", str(root), str(source), "-o", str(out), "--chunk-rows", "64", "-q"]
-    args += ["--id-column", "key"]
+    args += ["--id-column", "key", "--model", "iris"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     got = _read(out)
@@ -89,7 +96,7 @@ def test_the_output_defaults_to_the_input_format_beside_it(root: Path, tmp_path:
     source = tmp_path / "rows.jsonl"
     with source.open("wb") as fh:
         formats.write_frame(fh, "jsonl", _rows().drop(columns="key").iloc[:5])
-    result = CliRunner().invoke(main, ["predict", str(root), str(source)])
+    result = CliRunner().invoke(main, ["predict", str(root), str(source), "--model", "iris"])
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "rows.predictions.jsonl").read_text().splitlines()
     assert [json.loads(line)["row"] for line in lines] == [0, 1, 2, 3, 4]
@@ -103,6 +110,7 @@ def test_the_error_budget_stops_the_run(root: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     errors = tmp_path / "rejected.jsonl"
     args = ["predict", str(root), str(source), "-o", str(out), "--errors", str(errors)]
+    args += ["--model", "iris"]
     result = CliRunner().invoke(main, [*args, "--max-errors", "5", "--chunk-rows", "10"])
     assert result.exit_code == 1
     assert "more than 5 rows were rejected (--max-errors)" in result.output
@@ -118,18 +126,31 @@ def test_unusable_files_fail_clearly(root: Path, tmp_path: Path) -> None:
     source = tmp_path / "rows.csv"
     _rows().drop(columns="petal_width").to_csv(source, index=False)
     out = tmp_path / "out.csv"
-    result = CliRunner().invoke(main, ["predict", str(root), str(source), "-o", str(out)])
+    iris = ["--model", "iris"]
+    result = CliRunner().invoke(main, ["predict", str(root), str(source), "-o", str(out), *iris])
     assert result.exit_code == 1
     assert "Error: The input has no column(s) petal_width: model 'iris' needs" in result.output
     assert not out.exists()
     broken = tmp_path / "rows.jsonl"
     broken.write_text('{"sepal_length": 1}\n{oops\n')
-    result = CliRunner().invoke(main, ["predict", str(root), str(broken)])
+    result = CliRunner().invoke(main, ["predict", str(root), str(broken), *iris])
     assert result.exit_code == 1 and "rows.jsonl line 2: Malformed JSON" in result.output
-    missing = CliRunner().invoke(main, ["predict", str(root), str(tmp_path / "nope.csv")])
+    missing = CliRunner().invoke(main, ["predict", str(root), str(tmp_path / "nope.csv"), *iris])
     assert missing.exit_code == 2 and "nope.csv: no such file" in missing.output
-    xlsx = CliRunner().invoke(main, ["predict", str(root), str(source), "-o", "out.xlsx"])
+    xlsx = CliRunner().invoke(main, ["predict", str(root), str(source), "-o", "out.xlsx", *iris])
     assert xlsx.exit_code == 2 and "name the output .csv, .jsonl or .parquet" in xlsx.output
+
+
+def test_a_category_column_is_read_as_text(root: Path, tmp_path: Path) -> None:
+    frame = models.tutorial_frame(60, seed=2)
+    expected = models.tutorial().model.predict(frame).tolist()
+    source = tmp_path / "rows.csv"
+    frame.to_csv(source, index=False)
+    out = tmp_path / "out.jsonl"
+    args = ["predict", str(root), str(source), "-o", str(out), "--model", "tutorial", "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["prediction"] for line in out.open()] == expected
 
 
 class _Terminal(io.StringIO):

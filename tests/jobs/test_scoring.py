@@ -196,3 +196,18 @@ def test_a_chunk_with_no_valid_row_has_the_columns(service: InferenceService) ->
     assert list(scored.predictions.columns) == ["row", "prediction", "class_name"] + [
         f"probability_{c}" for c in range(3)
     ]
+
+
+def test_nullable_and_arrow_dtypes(service: InferenceService) -> None:
+    """Parquet and Spark hand over nullable columns: a missing value is still "required"."""
+    frame = _iris_frame().drop(columns="id").iloc[:6].copy()
+    frame["sepal_length"] = frame["sepal_length"].astype("Float64")
+    frame["petal_width"] = pd.array([1, 2, None, 1, 0, 2], dtype="Int64")
+    frame.at[4, "sepal_length"] = pd.NA
+    frame["sepal_width"] = frame["sepal_width"].astype("double[pyarrow]")
+    scored = ChunkScorer(service, "iris").score(frame, 0)
+    assert [(e.row, e.reason) for e in scored.errors] == [
+        (2, "petal_width is required"),
+        (4, "sepal_length is required"),
+    ]
+    assert scored.predictions["row"].tolist() == [0, 1, 3, 5]

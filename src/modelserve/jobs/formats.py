@@ -323,9 +323,26 @@ def _write_csv(fh: IO[bytes], frame: pd.DataFrame, header: bool) -> None:
         pa_csv.write_csv(table, fh, options)
 
 
+def arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table; a column Arrow cannot type (an id column mixing numbers
+    and text, as JSON lines may) is written as text, missing values kept missing."""
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, ValueError, TypeError):
+        fixed = frame.copy()
+        for name in fixed.columns:
+            if fixed[name].dtype == object:
+                fixed[name] = fixed[name].map(lambda v: v if v is None else str(v))
+        return pa.Table.from_pandas(fixed, preserve_index=False)
+
+
 def _write(fh: IO[bytes], fmt: OutputFormat, frame: pd.DataFrame) -> None:
     if fmt == "parquet":
-        frame.to_parquet(fh, index=False)
+        import pyarrow.parquet as pq
+
+        pq.write_table(arrow_table(frame), fh)
     else:
         write_frame(fh, fmt, frame)
 
@@ -353,10 +370,9 @@ class ParquetAppender:
         self._writer: pq.ParquetWriter | None = None
 
     def write(self, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = arrow_table(frame)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._sink, table.schema)
         self._writer.write_table(_cast(table, self._writer.schema))

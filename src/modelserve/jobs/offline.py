@@ -64,7 +64,7 @@ class FileSummary:
         """The one-line report the command line prints."""
         text = (
             f"{self.rows:,} rows: {self.scored:,} scored, {self.errors:,} rejected in "
-            f"{self.seconds:.1f} s ({self.rate:,.0f} rows/s)"
+            f"{self.seconds:.2f} s ({self.rate:,.0f} rows/s)"
         )
         if not self.over_budget:
             text += f" -> {self.output}"

@@ -204,7 +204,7 @@ class _Plan:
         """Which rows are valid, and the model input for every row (garbage where invalid)."""
         n = len(frame)
         if self.vector and all(frame[name].dtype.kind in "iuf" for name in self.names):
-            x = frame[self.names].to_numpy(dtype=np.float64)
+            x = frame[self.names].to_numpy(dtype=np.float64, na_value=np.nan)
             good = np.isfinite(x)
             good &= (x >= self.low) & (x <= self.high)
             if self.integer.any():
@@ -314,8 +314,8 @@ def _column(series: pd.Series, feature: Feature, max_length: int) -> tuple[np.nd
         series = series.astype(object)
     kind = series.dtype.kind
     if feature.type in ("number", "integer"):
-        if kind in "iuf":
-            values = series.to_numpy(dtype=np.float64)
+        if kind in "iuf":  # numpy or nullable (Int64, Float64, Arrow-backed) numbers
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
             good = np.isfinite(values)
         elif kind == "b":
             return np.zeros(n, dtype=bool), np.zeros(n)
@@ -335,7 +335,7 @@ def _column(series: pd.Series, feature: Feature, max_length: int) -> tuple[np.nd
         return good, values
     objects = series.to_numpy(dtype=object)
     if feature.type == "boolean":
-        good = np.ones(n, dtype=bool) if kind == "b" else _of_types(objects, _BOOL_TYPES)
+        good = series.notna().to_numpy() if kind == "b" else _of_types(objects, _BOOL_TYPES)
     elif kind == "O" or pd.api.types.is_string_dtype(series.dtype):
         good = _of_types(objects, frozenset({str}))
         if good.any():
