@@ -42,6 +42,7 @@ from modelserve.server import preflight
 from modelserve.server import watch_repository
 from modelserve.settings import load_settings
 
+
 def _generation(state_file: Path | None) -> int:
     if state_file is None:
         return 0
