@@ -151,6 +151,24 @@ class ServerSettings(BaseSettings):
     """Seconds a stopping server (SIGTERM) gives the requests it accepted to finish; workers
     still running then are killed. Readiness answers 503 from the signal on."""
 
+    preload: bool = True
+    """Load the models that are safe to share (``runtime: sklearn``) in the main process,
+    before the workers are forked, so the workers share their memory copy-on-write. Runtimes
+    with native thread pools (ONNX, torch, the boosters, ``auto``'s compiled graph) always load
+    in each worker, after the fork."""
+
+    max_requests: int = Field(default=0, ge=0)
+    """Recycle a worker after this many requests (a fresh one starts first, the old one
+    finishes what it accepted); ``0`` never recycles for this reason."""
+
+    max_requests_jitter: int = Field(default=0, ge=0)
+    """Each worker's limit is ``max_requests`` plus a random 0..jitter, so the workers of one
+    server are not all recycled at the same moment."""
+
+    max_worker_rss_mb: int = Field(default=0, ge=0)
+    """Recycle a worker whose resident memory stays above this many MiB (checked every few
+    seconds); ``0`` never recycles for this reason."""
+
     model_threads: int | None = Field(default=None, ge=1)
     """Threads one model call may use (BLAS, OpenMP, onnxruntime, torch). Default: the CPUs
     divided by ``workers``, so the workers together never oversubscribe the cores."""

@@ -52,8 +52,12 @@ respawning off as soon as it is signalled: the server is down within a couple of
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import random
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -155,3 +159,52 @@ def begin_draining() -> None:
 def draining() -> bool:
     """Whether this worker is stopping: readiness routes answer 503 when it is."""
     return hooks.draining()
+
+
+def request_limit(max_requests: int, jitter: int, rng: random.Random | None = None) -> int:
+    """This worker's request budget: ``max_requests`` plus a random 0..``jitter``, so the
+    workers of one server do not all recycle at once; ``0``: no limit."""
+    if max_requests <= 0:
+        return 0
+    return max_requests + (rng or random).randint(0, jitter)
+
+
+class RequestBudget:
+    """Counts a worker's requests; :meth:`spend` is true once, for the request that reaches
+    the limit (thread-safe: ``itertools.count`` advances atomically under the GIL)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._count = itertools.count(1)
+
+    def spend(self) -> bool:
+        return self.limit > 0 and next(self._count) == self.limit
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident memory of a process, from ``/proc/<pid>/statm`` (0 where there is none)."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
+            resident = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return resident * os.sysconf("SC_PAGE_SIZE")
+
+
+class RssGuard:
+    """Whether this worker's RSS is over ``limit_mb``, read at most once per ``every``
+    seconds (a request pays one clock read otherwise); ``0`` never trips."""
+
+    def __init__(self, limit_mb: int, every: float = 1.0) -> None:
+        self.limit = limit_mb * 1024 * 1024
+        self.every = every
+        self._next = 0.0
+
+    def over(self) -> bool:
+        if self.limit <= 0:
+            return False
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.every
+        return rss_bytes() > self.limit
