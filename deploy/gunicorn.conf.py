@@ -3,30 +3,26 @@
     gunicorn -c deploy/gunicorn.conf.py
     gunicorn -c deploy/gunicorn.conf.py 'modelserve.app:create_app()'   # the same app
 
-``modelserve serve --server gunicorn`` needs none of this: use this file when gunicorn must be
-the command (a platform that runs ``gunicorn``, a process manager you already have). Every
-value comes from the ``MODELSERVE_*`` variables ``modelserve serve`` reads (README,
-"Settings"): the bind address, workers, threads, timeouts, keep-alive and request-line
-limits are the ones :func:`modelserve.server.gunicorn_options` gives ``modelserve serve``.
+``modelserve serve --server gunicorn`` needs none of this; use this file when gunicorn itself
+must be the command (a platform or process manager that runs ``gunicorn``). It runs modelserve
+the way ``modelserve serve --server gunicorn`` does, and every value comes from the same
+``MODELSERVE_*`` variables (README, "Settings"): bind address, workers, threads, timeouts,
+``graceful_timeout``, worker recycling (``max_requests`` + jitter, ``max_worker_rss_mb``),
+keep-alive and request-line limits are those of :func:`modelserve.server.gunicorn_options`.
 
-What differs from ``modelserve serve``: the app is **preloaded**. The master loads every model
-once, freezes the garbage collector's view of those objects (``gc.freeze()``) and then forks,
-so the workers share the model memory copy-on-write instead of holding one copy each, and a
-worker recycled after ``max_requests`` starts in milliseconds (nothing to load). Each worker
-then starts what must not be shared across a fork — its hot-reload thread, its place in the
-worker group, the start hooks of :mod:`modelserve.workers` — in ``post_worker_init``.
-Batcher and prediction-log threads start on first use, so they run in the worker.
-
-Worker recycling (not a modelserve setting): ``MODELSERVE_MAX_REQUESTS`` (0 = never) and
-``MODELSERVE_MAX_REQUESTS_JITTER``, read here only.
+The process model (:mod:`modelserve.workers`, :mod:`modelserve.preload`): the master loads
+the fork-safe models (``MODELSERVE_PRELOAD``, scikit-learn pickles) and freezes the garbage
+collector's view of them (``gc.freeze()``) before it forks, so the workers share that memory
+copy-on-write and a recycled worker starts without reading the files again. Each worker then
+builds its app after the fork (runtimes with native thread pools, ONNX and torch, load there:
+their threads would not survive a fork), joins its server's worker group, starts hot reload
+and runs the worker start hooks; its stop hooks run when it exits.
 """
 
 from __future__ import annotations
 
-import atexit
-import gc
-import logging
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -36,64 +32,64 @@ from typing import Any
 from modelserve import multiproc
 from modelserve import workers as worker_hooks
 from modelserve.errors import ModelServeError
+from modelserve.logging import configure_logging
+from modelserve.peers import WorkerGroup
 from modelserve.server import _gunicorn_worker_class
+from modelserve.server import _recycle_over_rss
 from modelserve.server import gunicorn_options
 from modelserve.server import preflight
+from modelserve.server import preload_models
 from modelserve.server import watch_repository
 from modelserve.settings import load_settings
 
+# -- in the master, once: what the workers share, then the settings check -------------------
 
-def _generation(state_file: Path | None) -> int:
-    if state_file is None:
-        return 0
-    from modelserve.peers import WorkerGroup
-
-    group = WorkerGroup(state_file.parent)
-    try:
-        return group.generation()
-    finally:
-        group.leave()
-
-
-# -- settings: checked once, in the master, before anything is loaded ---------------------
-
-# Metrics of all workers in one multiprocess folder: must be exported before the preloaded
-# app imports prometheus_client (modelserve.multiproc).
+# Every worker's metrics in one multiprocess folder: exported before anything imports
+# prometheus_client (modelserve.multiproc).
 _metrics_dir, _own_metrics_dir = multiproc.prepare()
 
-# One state file for the workers of this server, so a model unloaded through the API in one
-# worker is unloaded in all of them (and in workers started later). The preloaded app reads
-# it from the environment, like everything else.
+# One state folder for this server's workers (a model unloaded through the API is unloaded
+# in all of them) and one secret key. The workers build their app from the environment, so
+# both are handed over as variables, as the settings are.
 _state_dir: str | None = None
 if not os.environ.get("MODELSERVE_STATE_FILE"):
     _state_dir = tempfile.mkdtemp(prefix="modelserve-")
     os.environ["MODELSERVE_STATE_FILE"] = str(Path(_state_dir) / "repository.json")
+if not os.environ.get("MODELSERVE_SECRET_KEY"):
+    os.environ["MODELSERVE_SECRET_KEY"] = secrets.token_urlsafe(32)
+
+_master = os.getpid()
 
 try:
     _settings = load_settings()
-    # The generation of admin changes the preloaded models will reflect (at least): each
-    # worker acknowledges it on joining, and its reloader applies anything newer.
-    _loaded_generation = _generation(_settings.state_file)
+    configure_logging(_settings)  # the master's own lines, in modelserve's format
     _problems = preflight(_settings)
 except ModelServeError as exc:
     sys.exit(f"modelserve: {exc.message}")
 if _problems:
     sys.exit("modelserve: no model can be served:\n  " + "\n  ".join(_problems))
 
-# -- gunicorn settings --------------------------------------------------------------------
+# The fork-safe models, loaded here and frozen (gc.freeze) so the workers share them.
+preload_models(_settings)
+
+# -- gunicorn settings ------------------------------------------------------------------------
 
 wsgi_app = "modelserve.app:create_app()"
-preload_app = True
+# The app itself is built in each worker (create_app reads the same environment); only the
+# fork-safe models above are shared.
+preload_app = False
 
 _options: dict[str, Any] = gunicorn_options(_settings)
 bind = [_options["bind"]]
 workers = _options["workers"]
 threads = _options["threads"]
-# SIGTERM drains first (readiness 503 while queued connections are still answered), then
-# runs gunicorn's graceful stop: the worker ``modelserve serve --server gunicorn`` uses.
+# SIGTERM drains first (readiness 503 while connections already queued are still served),
+# then gunicorn's graceful stop: the worker ``modelserve serve --server gunicorn`` uses.
 worker_class = _gunicorn_worker_class(_settings.threads)
 timeout = _options["timeout"]
 graceful_timeout = _options["graceful_timeout"]
+max_requests = _options["max_requests"]
+max_requests_jitter = _options["max_requests_jitter"]
 keepalive = _options["keepalive"]
 loglevel = _options["loglevel"]
 errorlog = _options["errorlog"]
@@ -103,58 +99,44 @@ proc_name = _options["proc_name"]
 limit_request_line = _options["limit_request_line"]
 limit_request_fields = _options["limit_request_fields"]
 limit_request_field_size = _options["limit_request_field_size"]
-max_requests = int(os.environ.get("MODELSERVE_MAX_REQUESTS", "0"))
-max_requests_jitter = int(os.environ.get("MODELSERVE_MAX_REQUESTS_JITTER", "0"))
-# gunicorn >= 25 opens a control socket at one fixed path per user: two servers on a host
-# would take each other's. modelserve needs none.
+# gunicorn >= 25 opens a control socket at one fixed path per user: two servers on one host
+# would take each other's. modelserve needs none (older gunicorns ignore the name).
 control_socket_disable = True
-# gunicorn's own X-Forwarded-* handling is for its access log only; the app trusts
-# MODELSERVE_PROXY_HOPS proxies itself (werkzeug's ProxyFix), so nothing is trusted here.
+# gunicorn's own X-Forwarded-* handling: nothing trusted. The app trusts
+# MODELSERVE_PROXY_HOPS proxies itself (werkzeug's ProxyFix).
 forwarded_allow_ips = ""
 
+#: A worker whose RSS stays over MODELSERVE_MAX_WORKER_RSS_MB finishes and is replaced.
+post_request = _recycle_over_rss(_settings)
 
 # -- hooks ----------------------------------------------------------------------------------
 
+#: This worker's membership of the server's worker group, and the admin changes the models
+#: it loads are sure to include (set in the worker, after the fork).
+_group: WorkerGroup | None = None
+_seen = 0
 
-def pre_fork(server: Any, worker: Any) -> None:
-    """In the master, before each fork: move every object that exists now (the models) to
-    the garbage collector's permanent generation. Collections in the workers then never
-    write to those pages (refcounts aside), so they stay shared copy-on-write."""
-    gc.freeze()
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In the worker, before its app is built: join the worker group, acknowledging only the
+    changes the load about to start is sure to see; its reloader applies any later one."""
+    global _group, _seen
+    state_file = _settings.state_file
+    if state_file is not None:
+        _group = WorkerGroup(state_file.parent)
+        _seen = _group.generation()
+        _group.acknowledge(_seen)
 
 
 def post_worker_init(worker: Any) -> None:
-    """In each worker, once forked: join the worker group, start hot reload, run the hooks."""
-    from modelserve.peers import WorkerGroup
-
-    state_file = _settings.state_file
-    group = WorkerGroup(state_file.parent) if state_file is not None else None
-    if group is not None:
-        group.acknowledge(_loaded_generation)
-    watch_repository(worker.wsgi, _settings, group, _loaded_generation)
+    """In the worker, its app built: start hot reload, then the worker start hooks."""
+    watch_repository(worker.wsgi, _settings, _group, _seen)
     worker_hooks.run_worker_start()
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """In a worker whose loop ended (graceful stop, recycling): the stop hooks, newest first,
-    then leave at once with gunicorn's exit status.
-
-    Leaving through ``os._exit`` is what makes preloading safe to stop: the inherited
-    onnxruntime sessions own thread pools whose threads exist only in the master, and
-    destroying them at interpreter exit in a forked worker hangs or aborts (``std::terminate``).
-    ``multiprocessing`` ends its forked children the same way.
-    """
+    """In a worker whose loop ended (graceful stop, recycling): the stop hooks, newest first."""
     worker_hooks.run_worker_stop()
-    # Runs in spawn_worker's ``finally``: the SystemExit carrying the status is in flight.
-    leaving = sys.exc_info()[1]
-    if isinstance(leaving, SystemExit):
-        status = leaving.code if isinstance(leaving.code, int) else 1
-    else:
-        status = 0 if leaving is None else 1
-    logging.shutdown()  # flush the log handlers os._exit would skip
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -165,17 +147,11 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    """In the master, at the very end: remove the folders made here."""
-    _cleanup()
-
-
-def _cleanup() -> None:
+    """In the master, at the very end: remove the folders made here (never in a worker,
+    which shares them)."""
+    if os.getpid() != _master:
+        return
     if _state_dir is not None:
         shutil.rmtree(_state_dir, ignore_errors=True)
     if _own_metrics_dir:
         multiproc.remove(_metrics_dir)
-
-
-# A master that fails to load the app exits without on_exit: clean up then too (only in the
-# master: workers leave through os._exit and never run this).
-atexit.register(_cleanup)
