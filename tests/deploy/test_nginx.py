@@ -127,6 +127,7 @@ def app_server(demo_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     args = [str(root), "--server", "gunicorn", "--workers", "1", "--threads", "1"]
     args += ["--default-model", "iris", "--poll-interval", "0"]
     env = {"MODELSERVE_PROXY_HOPS": "1", "MODELSERVE_RATE_LIMIT_PREDICT": "3/minute"}
+    env["MODELSERVE_GRACEFUL_TIMEOUT"] = "5"  # bounds the stop at teardown
     with running_server(args, env) as server:
         yield server
 
