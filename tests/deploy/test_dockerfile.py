@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import requests
@@ -19,6 +20,7 @@ from ..conftest import SRC
 from ..conftest import LiveServer
 from ..conftest import running_server
 from .conftest import ROOT
+from .dockerfile import Instruction
 from .dockerfile import parse
 from .dockerfile import problems
 
@@ -92,17 +94,48 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
     def ignored(path: str) -> bool:
         return any(fnmatch.fnmatch(path, p) or path.startswith(p + "/") for p in patterns)
 
-    copied = [
-        i.args.split()[0]
-        for stage in parse(DOCKERFILE)
-        for i in stage.all("COPY")
-        if not i.args.startswith("--from")
-    ]
-    sources = [s.rstrip("/") for c in copied for s in [c]] + ["README.md"]
+    sources = [src for stage in parse(DOCKERFILE) for src in _copied(stage.all("COPY"))]
     assert {"pyproject.toml", "src", "models", "README.md"} <= set(sources)
     assert not [s for s in sources if ignored(s)]
     for heavy in (".git", "tests", "benchmarks", ".venv", ".env", "secrets"):
         assert ignored(heavy), heavy
+
+
+def _copied(copies: list[Instruction]) -> list[str]:
+    """The build-context paths ``COPY`` instructions take (not those from other stages)."""
+    out = []
+    for ins in copies:
+        words = ins.args.split()
+        if any(w.startswith("--from") for w in words):
+            continue
+        out += [w.rstrip("/") for w in words[:-1] if not w.startswith("--")]
+    return out
+
+
+def test_the_build_stage_copies_enough_to_build_modelserve(tmp_path: Path) -> None:
+    # The files the build stage copies, and nothing else, make a wheel with the CLI.
+    context = tmp_path / "context"
+    for name in _copied(parse(DOCKERFILE)[0].all("COPY")):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            context.mkdir(exist_ok=True)
+            shutil.copy(source, context / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"]
+        + ["-q", "-w", str(tmp_path / "wheel"), str(context)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("modelserve-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
+        assert "modelserve = modelserve.cli:main" in archive.read(entry_points).decode()
+    assert "modelserve/cli.py" in names and "modelserve/py.typed" in names
 
 
 def _shim(tmp_path: Path) -> dict[str, str]:
