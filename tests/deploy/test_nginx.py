@@ -59,11 +59,15 @@ class Nginx:
 
 def conf_for_test(upstream_port: int, listen_port: int, workdir: Path) -> str:
     """deploy/nginx.conf with only what a test run must change: the upstream's address, the
-    listening port, and temporary folders an unprivileged nginx may write."""
+    listening port, the user the workers run as, and temporary folders this test owns."""
     text = NGINX_CONF.read_text(encoding="utf-8")
     upstream = "server modelserve:8080 "
     listen = "listen 80;"
-    assert text.count(upstream) == 1 and text.count(listen) == 1
+    user = "\nuser nginx;\n"
+    assert text.count(upstream) == 1 and text.count(listen) == 1 and text.count(user) == 1
+    # As root (CI containers), the workers stay root: nobody else may write the temporary
+    # folders made here. Unprivileged, nginx runs as whoever started it.
+    text = text.replace(user, "\nuser root;\n" if os.geteuid() == 0 else "\n")
     text = text.replace(upstream, f"server 127.0.0.1:{upstream_port} ")
     text = text.replace(listen, f"listen 127.0.0.1:{listen_port};")
     temp = "".join(
@@ -84,9 +88,7 @@ def start_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         port = free_port()
         conf = workdir / "nginx.conf"
         conf.write_text(conf_for_test(upstream_port, port, workdir), encoding="utf-8")
-        # As root (CI containers), keep the workers root too: nobody could not write the
-        # temporary folders made here. Unprivileged, nginx ignores `user` (with a notice).
-        directives = "daemon off; pid nginx.pid;" + (" user root;" if os.geteuid() == 0 else "")
+        directives = "daemon off; pid nginx.pid;"
         out = (workdir / "stdout.log").open("wb")
         proc = subprocess.Popen(
             [binary, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(conf)]
