@@ -207,6 +207,9 @@ def _gunicorn_worker_class(threads: int) -> type[Any]:
             if workers.draining():
                 return  # the arbiter forwards the SIGTERM it got: one drain is enough
             workers.begin_draining()
+            # Every answer from now on says "Connection: close" (gthread: keepalive 0), so
+            # clients on kept-alive connections reconnect instead of reusing this one.
+            self.cfg.set("keepalive", 0)
             stop = super().handle_exit
             timer = threading.Timer(workers.DRAIN_SECONDS, self._stop_after_drain, (stop, sig))
             timer.daemon = True
@@ -375,8 +378,7 @@ def granian_app() -> Any:
     app: Any = worker_app(settings, boot_failure_file=os.environ.get(_BOOT_FAILURE_ENV))
     recycle_dir = os.environ.get(_RECYCLE_ENV)
     limit = workers.request_limit(settings.max_requests, settings.max_requests_jitter)
-    if limit and recycle_dir:
-        app = _counting_requests(app, limit, Path(recycle_dir))
+    app = _granian_wsgi(app, limit, Path(recycle_dir) if recycle_dir else None)
     # The main process sends SIGUSR1 when it got SIGTERM (granian keeps SIGTERM for itself).
     signal.signal(signal.SIGUSR1, lambda signum, frame: workers.begin_draining())
     # Run by multiprocessing's exit function once granian's serve loop returned (every
@@ -386,11 +388,17 @@ def granian_app() -> Any:
     return app
 
 
-def _counting_requests(app: Any, limit: int, recycle_dir: Path) -> Any:
-    """A granian worker's WSGI callable that asks the main process for its replacement
-    once it took ``limit`` requests; it serves on until the main process stops it, after
-    the fresh worker has started (granian's own graceful respawn)."""
-    budget = workers.RequestBudget(limit)
+def _granian_wsgi(app: Any, limit: int, recycle_dir: Path | None) -> Any:
+    """A granian worker's WSGI callable: the app, answering ``Connection: close`` while the
+    worker is on its way out, and asking for its replacement after ``limit`` requests.
+
+    On its way out means draining (the server got SIGTERM) or retiring (past its request
+    budget: the main process starts a fresh worker and stops this one a few seconds
+    later). Clients on kept-alive connections then reconnect, to a worker that stays,
+    rather than send their next request on a connection this worker is about to close.
+    (gunicorn says ``close`` itself once a worker stops; see ``DrainingWorker``.)
+    """
+    budget = workers.RequestBudget(limit if recycle_dir is not None else 0)
     retiring = threading.Event()
 
     def closing(start_response: Any) -> Any:
@@ -400,16 +408,16 @@ def _counting_requests(app: Any, limit: int, recycle_dir: Path) -> Any:
 
         return start
 
-    def counted(environ: Any, start_response: Any) -> Any:
-        if budget.spend():
+    def wsgi(environ: Any, start_response: Any) -> Any:
+        if budget.spend() and recycle_dir is not None:
             logger.info("worker took its %d requests (MODELSERVE_MAX_REQUESTS): recycling", limit)
             retiring.set()
             (recycle_dir / str(os.getpid())).touch()
-        if retiring.is_set():
+        if retiring.is_set() or workers.draining():
             start_response = closing(start_response)
         return app(environ, start_response)
 
-    return counted
+    return wsgi
 
 
 def _granian_server_class() -> type[Any]:

@@ -138,7 +138,8 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
-    """Server processes. Each loads its own copy of every model."""
+    """Server processes. Each holds every model; with ``preload`` the fork-safe ones are one
+    copy shared by all of them."""
 
     threads: int = Field(default=32, ge=1)
     """Threads per worker process. Requests waiting on a shared (batched) model call hold a
