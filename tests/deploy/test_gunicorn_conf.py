@@ -22,6 +22,7 @@ from .conftest import DEPLOY
 from .conftest import ROOT
 
 IRIS_ROW = dict(zip(models.IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
+KEY = {"X-API-Key": "gunicorn-conf-tests-key"}
 
 
 class Gunicorn:
@@ -83,6 +84,7 @@ def gunicorn(repo: Path) -> Iterator[Gunicorn]:
         "MODELSERVE_MAX_REQUESTS_JITTER": "1",
         "MODELSERVE_GRACEFUL_TIMEOUT": "10",
         "MODELSERVE_POLL_INTERVAL": "0",
+        "MODELSERVE_API_KEY": KEY["X-API-Key"],
     }
     server = Gunicorn(env)
     try:
@@ -100,13 +102,27 @@ def test_serves_preloaded_models_recycles_and_stops_cleanly(gunicorn: Gunicorn) 
     first = worker_pids(gunicorn.proc.pid)
     assert len(first) == 2  # MODELSERVE_WORKERS
     for _ in range(20):  # new connections, so both workers take requests
-        r = requests.post(f"{gunicorn.url}/predict", json=IRIS_ROW, timeout=10)
+        r = requests.post(f"{gunicorn.url}/predict", json=IRIS_ROW, headers=KEY, timeout=10)
         assert r.status_code == 200, r.text
         assert r.json()["prediction"] == 0
     # MODELSERVE_MAX_REQUESTS reached gunicorn: workers were recycled, two are serving.
     assert wait_for(lambda: len(worker_pids(gunicorn.proc.pid)) == 2, 10)
     assert worker_pids(gunicorn.proc.pid) != first
     assert "Autorestarting worker" in gunicorn.output()
+
+    # The workers form one group: an unload through one holds in all of them, and in the
+    # workers forked since (recycled every ~5 requests meanwhile).
+    unload = f"{gunicorn.url}/v2/repository/models/forest/unload"
+    assert requests.post(unload, headers=KEY, timeout=30).status_code == 200
+    forest = models.forest()
+    row = models.features_of(forest, forest.x[0])
+    # Each on its own connection, so that they spread over the workers.
+    close = {"Connection": "close", **KEY}
+    url = f"{gunicorn.url}/models/forest/predict"
+    statuses = [
+        requests.post(url, json=row, headers=close, timeout=10).status_code for _ in range(30)
+    ]
+    assert statuses == [404] * 30
 
     gunicorn.proc.send_signal(signal.SIGTERM)
     assert gunicorn.proc.wait(timeout=20) == 0
