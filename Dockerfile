@@ -55,7 +55,8 @@ RUN groupadd --system --gid 10001 modelserve \
        --create-home --shell /usr/sbin/nologin modelserve
 
 COPY --from=build /opt/modelserve /opt/modelserve
-COPY --from=models --chown=modelserve:modelserve /models /models
+# Owned by root, readable by all: the server only reads its models.
+COPY --from=models /models /models
 
 ENV PATH=/opt/modelserve/bin:$PATH \
     PYTHONUNBUFFERED=1 \
