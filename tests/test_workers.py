@@ -1,6 +1,10 @@
-"""The per-worker start/stop registry and the draining flag the readiness routes read."""
+"""The per-worker start/stop registry, the draining flag the readiness routes read, and the
+recycling limits (request budget with jitter, RSS guard)."""
 
 from __future__ import annotations
+
+import random
+import threading
 
 import pytest
 from flask.testing import FlaskClient
@@ -63,3 +67,38 @@ def test_readiness_answers_503_while_draining(
     assert ready.status_code == 503 and ready.get_json()["ready"] is False
     # Liveness is not readiness: a draining worker is alive.
     assert client.get("/v2/health/live").status_code == 200
+
+
+def test_request_limit_adds_a_jitter_within_bounds() -> None:
+    rng = random.Random(0)
+    limits = {workers.request_limit(1000, 50, rng) for _ in range(500)}
+    assert min(limits) >= 1000 and max(limits) <= 1050 and len(limits) > 20
+    assert workers.request_limit(1000, 0) == 1000
+    assert workers.request_limit(0, 50) == 0  # no limit, whatever the jitter
+
+
+def test_request_budget_is_spent_once_across_threads() -> None:
+    budget = workers.RequestBudget(5000)
+    spent: list[bool] = []
+
+    def take(n: int) -> None:
+        spent.extend(budget.spend() for _ in range(n))
+
+    threads = [threading.Thread(target=take, args=(2000,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert spent.count(True) == 1 and len(spent) == 8000
+    assert not any(workers.RequestBudget(0).spend() for _ in range(10))
+
+
+def test_rss_guard_reads_this_process_at_most_once_per_interval() -> None:
+    own = workers.rss_bytes()
+    assert own > 10 * 1024 * 1024  # a Python process with numpy and Flask loaded
+    low = workers.RssGuard(1, every=60)  # 1 MiB: this process is over it
+    assert low.over() is True
+    assert low.over() is False  # not read again within the interval
+    assert workers.RssGuard(own // (1 << 20) + 1024).over() is False
+    assert workers.RssGuard(0).over() is False
+    assert workers.rss_bytes(2**22 + 12345) == 0  # no such process

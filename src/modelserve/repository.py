@@ -28,6 +28,7 @@ from typing import Literal
 
 import orjson
 
+from . import preload as shared
 from . import telemetry
 from . import trust
 from .errors import IntegrityError
@@ -319,14 +320,7 @@ class ModelRepository:
     def _refresh_entry(
         self, name: str, sources: list[_Source], old: ModelEntry | None, report: ReloadReport
     ) -> ModelEntry:
-        policy = self._policy(sources[0])
-        candidates = sorted(sources, key=lambda s: s.version, reverse=True)
-        latest: int | None = None
-        if isinstance(policy, VersionPolicy):
-            if policy.specific is not None:
-                wanted = set(policy.specific)
-                candidates = [s for s in candidates if s.version in wanted]
-            latest = policy.latest
+        candidates, latest = self._candidates(sources)
         versions: dict[int, ModelVersion] = {}
         rejected: dict[int, FailedVersion] = {}
         ready = 0
@@ -368,6 +362,18 @@ class ModelRepository:
             if mv.ready:
                 ready += 1
         return ModelEntry(name, sources[0].model_dir, versions, rejected)
+
+    def _candidates(self, sources: list[_Source]) -> tuple[list[_Source], int | None]:
+        """The versions the model's policy may serve, newest first, and how many of them
+        (the first ones that load) serve; ``None``: all of them."""
+        policy = self._policy(sources[0])
+        candidates = sorted(sources, key=lambda s: s.version, reverse=True)
+        if not isinstance(policy, VersionPolicy):
+            return candidates, None
+        if policy.specific is not None:
+            wanted = set(policy.specific)
+            candidates = [s for s in candidates if s.version in wanted]
+        return candidates, policy.latest
 
     def _policy(self, source: _Source) -> Literal["all"] | VersionPolicy:
         if source.single_file is not None:
@@ -443,6 +449,35 @@ class ModelRepository:
         tmp.write_bytes(orjson.dumps({"unloaded": sorted(self._unloaded)}))
         tmp.replace(path)
 
+    def preload(self) -> list[str]:
+        """Load the fork-safe versions the policies select and offer them to the workers
+        forked after this (:mod:`modelserve.preload`); return their ``name/version``.
+
+        Run by a server's main process before the fork. Nothing here is fatal: a version
+        that fails is left for the workers, which load it themselves and report the error
+        exactly as without preloading. Runtimes that are not fork-safe are not touched.
+        """
+        grouped: dict[str, list[_Source]] = {}
+        for source in self._sources():
+            grouped.setdefault(source.name, []).append(source)
+        loaded: list[str] = []
+        for sources in grouped.values():
+            candidates, latest = self._candidates(sources)
+            for source in candidates[:latest]:
+                try:
+                    prepared = self._prepare(source)
+                    runtime_class = get_runtime_class(prepared.runtime_name)
+                    if not runtime_class.fork_safe:
+                        continue
+                    runtime = runtime_class(prepared.artifacts)
+                    runtime.load()
+                except Exception as exc:  # the worker loads it and reports what is wrong
+                    logger.debug("not preloading %s/%s: %s", source.name, source.version, exc)
+                    continue
+                shared.offer(prepared.runtime_name, prepared.artifacts, prepared.hashes, runtime)
+                loaded.append(f"{source.name}/{source.version}")
+        return loaded
+
     def check(self) -> list[VersionCheck]:
         """Find every version and verify manifests and hashes, without loading any model.
 
@@ -507,8 +542,10 @@ class ModelRepository:
         prepared: _Prepared | None = None
         try:
             prepared = self._prepare(source)
-            runtime = get_runtime_class(prepared.runtime_name)(prepared.artifacts)
-            runtime.load()
+            runtime = shared.take(prepared.runtime_name, prepared.artifacts, prepared.hashes)
+            if runtime is None:
+                runtime = get_runtime_class(prepared.runtime_name)(prepared.artifacts)
+                runtime.load()
             signature = runtime.signature()
             call_ms = _warm_up(runtime, signature)
         except ModelServeError as exc:

@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.util import Finalize
 from pathlib import Path
@@ -53,6 +54,17 @@ _BOOT_FAILURE_ENV = "MODELSERVE_BOOT_FAILURE_FILE"
 #: Seconds granian waits between starting a replacement worker and stopping the old one on a
 #: SIGHUP reload: the old one keeps serving while the new one loads its models.
 _RESPAWN_INTERVAL = 3.5
+
+#: Where a granian worker past its request budget leaves its pid for the main process.
+_RECYCLE_ENV = "MODELSERVE_RECYCLE_DIR"
+
+#: Seconds between granian's looks at its workers when recycling is on: their RSS, and the
+#: workers that asked to be replaced (see :func:`_granian_server_class`).
+_RECYCLE_TICK = 1
+
+#: granian's RSS limit (MiB) when only the request limit is set: none is ever reached, but
+#: granian runs its per-tick check (which the request limit rides on) only with one.
+_NO_RSS_LIMIT_MB = 1 << 30
 
 #: gunicorn's request-line and header limits, chosen so that what granian (hyper) accepts,
 #: gunicorn accepts too, and the app answers with its JSON errors (see README,
@@ -99,6 +111,10 @@ def gunicorn_options(settings: ServerSettings) -> dict[str, Any]:
         "worker_class": "gthread" if settings.threads > 1 else "sync",
         "timeout": settings.timeout,
         "graceful_timeout": settings.graceful_timeout,
+        # Recycling: gunicorn's own request limit (its jitter is the same 0..N draw);
+        # the RSS limit is modelserve's (post_request in run_gunicorn).
+        "max_requests": settings.max_requests,
+        "max_requests_jitter": settings.max_requests_jitter if settings.max_requests else 0,
         "keepalive": settings.keepalive,
         "loglevel": settings.log_level.lower(),
         "errorlog": "-",
@@ -191,6 +207,9 @@ def _gunicorn_worker_class(threads: int) -> type[Any]:
             if workers.draining():
                 return  # the arbiter forwards the SIGTERM it got: one drain is enough
             workers.begin_draining()
+            # Every answer from now on says "Connection: close" (gthread: keepalive 0), so
+            # clients on kept-alive connections reconnect instead of reusing this one.
+            self.cfg.set("keepalive", 0)
             stop = super().handle_exit
             timer = threading.Timer(workers.DRAIN_SECONDS, self._stop_after_drain, (stop, sig))
             timer.daemon = True
@@ -232,6 +251,7 @@ def run_gunicorn(settings: ServerSettings) -> None:
                 self.cfg.set("control_socket_disable", True)
             self.cfg.set("worker_class", _gunicorn_worker_class(settings.threads))
             self.cfg.set("post_worker_init", lambda worker: workers.run_worker_start())
+            self.cfg.set("post_request", _recycle_over_rss(settings))
             self.cfg.set("worker_exit", lambda server, worker: workers.run_worker_stop())
             self.cfg.set("child_exit", lambda server, worker: _compact_metrics(metrics_dir))
 
@@ -248,13 +268,58 @@ def run_gunicorn(settings: ServerSettings) -> None:
                 sys.stderr.write(f"\nError: {exc}\n\n")
                 sys.exit(1)
 
+    preload_models(settings)
+    master = os.getpid()
     try:
         _Application().run()
     finally:
-        if state_dir is not None:
-            shutil.rmtree(state_dir, ignore_errors=True)
-        if own_metrics_dir:
-            multiproc.remove(metrics_dir)
+        # A worker leaves gunicorn's spawn_worker by SystemExit, which unwinds through here
+        # in the worker too: only the master may remove what all the workers share.
+        if os.getpid() == master:
+            _remove_shared(state_dir, metrics_dir if own_metrics_dir else None)
+
+
+def _remove_shared(state_dir: str | None, metrics_dir: str | None) -> None:
+    """Remove a stopped server's shared state folder and its own metrics folder."""
+    if state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    if metrics_dir is not None:
+        multiproc.remove(metrics_dir)
+
+
+def _recycle_over_rss(settings: ServerSettings) -> Callable[..., None]:
+    """gunicorn's ``post_request`` hook: a worker whose RSS is over
+    ``max_worker_rss_mb`` stops as a worker past ``max_requests`` does (it finishes what it
+    accepted, answers ``Connection: close``, and the arbiter forks a fresh one)."""
+    guard = workers.RssGuard(settings.max_worker_rss_mb)
+
+    def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+        if worker.alive and guard.over():
+            worker.log.info(
+                "worker RSS over MODELSERVE_MAX_WORKER_RSS_MB=%d: recycling it",
+                settings.max_worker_rss_mb,
+            )
+            worker.alive = False
+
+    return post_request
+
+
+def preload_models(settings: ServerSettings) -> None:
+    """In the main process, before the fork: load the fork-safe models (``preload``) and
+    freeze the heap, so every worker shares one copy of them (:mod:`modelserve.preload`)."""
+    if not settings.preload:
+        return
+    from . import preload
+
+    started = time.perf_counter()
+    loaded = ModelRepository(settings).preload()
+    if loaded:
+        logger.info(
+            "preloaded %s in the main process in %.0f ms (shared by the workers)",
+            ", ".join(loaded),
+            (time.perf_counter() - started) * 1000,
+        )
+    preload.freeze()
 
 
 def with_shared_secret(settings: ServerSettings) -> ServerSettings:
@@ -310,7 +375,10 @@ def granian_app() -> Any:
 
     text = os.environ.get(SETTINGS_JSON_ENV)
     settings = settings_from_json(text, ServerSettings) if text else load_settings()
-    app = worker_app(settings, boot_failure_file=os.environ.get(_BOOT_FAILURE_ENV))
+    app: Any = worker_app(settings, boot_failure_file=os.environ.get(_BOOT_FAILURE_ENV))
+    recycle_dir = os.environ.get(_RECYCLE_ENV)
+    limit = workers.request_limit(settings.max_requests, settings.max_requests_jitter)
+    app = _granian_wsgi(app, limit, Path(recycle_dir) if recycle_dir else None)
     # The main process sends SIGUSR1 when it got SIGTERM (granian keeps SIGTERM for itself).
     signal.signal(signal.SIGUSR1, lambda signum, frame: workers.begin_draining())
     # Run by multiprocessing's exit function once granian's serve loop returned (every
@@ -318,6 +386,72 @@ def granian_app() -> Any:
     Finalize(None, workers.run_worker_stop, exitpriority=10)
     workers.run_worker_start()
     return app
+
+
+def _granian_wsgi(app: Any, limit: int, recycle_dir: Path | None) -> Any:
+    """A granian worker's WSGI callable: the app, answering ``Connection: close`` while the
+    worker is on its way out, and asking for its replacement after ``limit`` requests.
+
+    On its way out means draining (the server got SIGTERM) or retiring (past its request
+    budget: the main process starts a fresh worker and stops this one a few seconds
+    later). Clients on kept-alive connections then reconnect, to a worker that stays,
+    rather than send their next request on a connection this worker is about to close.
+    (gunicorn says ``close`` itself once a worker stops; see ``DrainingWorker``.)
+    """
+    budget = workers.RequestBudget(limit if recycle_dir is not None else 0)
+    retiring = threading.Event()
+
+    def closing(start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers = [(k, v) for k, v in headers if k.lower() != "connection"]
+            return start_response(status, [*headers, ("Connection", "close")], exc_info)
+
+        return start
+
+    def wsgi(environ: Any, start_response: Any) -> Any:
+        if budget.spend() and recycle_dir is not None:
+            logger.info("worker took its %d requests (MODELSERVE_MAX_REQUESTS): recycling", limit)
+            retiring.set()
+            (recycle_dir / str(os.getpid())).touch()
+        if retiring.is_set() or workers.draining():
+            start_response = closing(start_response)
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def _granian_server_class() -> type[Any]:
+    """granian's server, which also replaces the workers that asked for it (request limit).
+
+    granian recycles workers by lifetime and by RSS, not by request count. Its main loop
+    wakes every ``rss_sample_interval`` seconds to sample RSS and respawns gracefully the
+    workers over the limit (a fresh one starts, the old one stops ``respawn_interval``
+    later); this subclass takes the same tick to respawn, the same way, the workers whose
+    pid is in ``recycle_dir``. (``_handle_rss_signal`` is granian's own hook, private: the
+    recycling tests run against the installed granian.)
+    """
+    from granian.server import Server
+
+    class _Server(Server):  # type: ignore[misc,valid-type]
+        recycle_dir: Path | None = None
+        limit_rss = False
+
+        def _handle_rss_signal(self, spawn_target: Any, target_loader: Any) -> None:
+            asked: set[int] = set()
+            if self.recycle_dir is not None:
+                for marker in list(self.recycle_dir.iterdir()):
+                    marker.unlink(missing_ok=True)
+                    if marker.name.isdigit():
+                        asked.add(int(marker.name))
+            indexes = [wrk.idx for wrk in self.wrks if wrk._id() in asked]
+            if indexes:
+                self._respawn_workers(
+                    indexes, spawn_target, target_loader, delay=self.respawn_interval
+                )
+            if self.limit_rss:
+                super()._handle_rss_signal(spawn_target, target_loader)
+
+    return _Server
 
 
 def worker_app(settings: ServerSettings, boot_failure_file: str | None = None) -> Flask:
@@ -358,7 +492,7 @@ def granian_options(settings: ServerSettings) -> dict[str, Any]:
     """The granian settings modelserve uses (WSGI calls run on ``threads`` blocking threads)."""
     from granian.http import HTTP1Settings
 
-    return {
+    options: dict[str, Any] = {
         "factory": True,
         "websockets": False,
         "address": settings.host,
@@ -380,6 +514,12 @@ def granian_options(settings: ServerSettings) -> dict[str, Any]:
         # send its request head (README, "Limits"). At most 60 s: granian's own maximum.
         "http1_settings": HTTP1Settings(header_read_timeout=min(settings.timeout, 60) * 1000),
     }
+    if settings.max_requests or settings.max_worker_rss_mb:
+        # granian samples the workers' RSS in the main process; the request limit rides the
+        # same tick (_granian_server_class).
+        options["workers_max_rss"] = settings.max_worker_rss_mb or _NO_RSS_LIMIT_MB
+        options["rss_sample_interval"] = _RECYCLE_TICK
+    return options
 
 
 def run_granian(settings: ServerSettings) -> None:
@@ -389,7 +529,6 @@ def run_granian(settings: ServerSettings) -> None:
     parsing and I/O happen in Rust, off the GIL. SIGTERM (or SIGINT) to the main process
     drains first (:mod:`modelserve.workers`), then runs granian's graceful stop.
     """
-    from granian import Granian
     from granian.constants import Interfaces
 
     configure_logging(settings)
@@ -401,9 +540,14 @@ def run_granian(settings: ServerSettings) -> None:
     boot_failure = Path(run_dir) / "boot-failure.txt"
     os.environ[SETTINGS_JSON_ENV] = settings_to_json(settings)
     os.environ[_BOOT_FAILURE_ENV] = str(boot_failure)
-    server = Granian(
+    recycle_dir = Path(run_dir) / "recycle"
+    recycle_dir.mkdir()
+    os.environ[_RECYCLE_ENV] = str(recycle_dir)
+    server = _granian_server_class()(
         "modelserve.server:granian_app", interface=Interfaces.WSGI, **granian_options(settings)
     )
+    server.recycle_dir = recycle_dir
+    server.limit_rss = settings.max_worker_rss_mb > 0
     # granian (which has just configured its logging) warns whenever a WSGI worker may run
     # more than 2 x CPUs + 1 Python threads, a rule for threads that compute. Ours mostly
     # wait: a request hands its rows to the batcher and waits for the shared model call, so
@@ -412,7 +556,7 @@ def run_granian(settings: ServerSettings) -> None:
     logging.getLogger("_granian").addFilter(_ThreadCountNotice())
 
     def stop_now() -> None:
-        server.signal_handler_interrupt()  # type: ignore[no-untyped-call]
+        server.signal_handler_interrupt()
 
     def drain_then_stop(signum: int, frame: Any) -> None:
         if boot_failure.exists() or workers.draining():
@@ -431,7 +575,6 @@ def run_granian(settings: ServerSettings) -> None:
         timer.daemon = True
         timer.start()
 
-    @server.on_startup
     def install_drain() -> None:
         # Runs after granian installed its own handlers, before it forks the workers; they
         # inherit SIGUSR1 ignored until their factory installs the drain handler.
@@ -439,18 +582,18 @@ def run_granian(settings: ServerSettings) -> None:
         signal.signal(signal.SIGTERM, drain_then_stop)
         signal.signal(signal.SIGINT, drain_then_stop)
 
+    server.on_startup(install_drain)
+
+    preload_models(settings)
     try:
         server.serve()
     except SystemExit:
         if not boot_failure.exists():
             raise
     finally:
-        if state_dir is not None:
-            shutil.rmtree(state_dir, ignore_errors=True)
         failed = boot_failure.read_text(encoding="utf-8") if boot_failure.exists() else None
         shutil.rmtree(run_dir, ignore_errors=True)
-        if own_metrics_dir:
-            multiproc.remove(metrics_dir)
+        _remove_shared(state_dir, metrics_dir if own_metrics_dir else None)
     if failed is not None:
         sys.stderr.write(f"\nError: a worker failed to boot, server stopped: {failed}\n\n")
         sys.exit(_WORKER_BOOT_ERROR)

@@ -138,7 +138,8 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
-    """Server processes. Each loads its own copy of every model."""
+    """Server processes. Each holds every model; with ``preload`` the fork-safe ones are one
+    copy shared by all of them."""
 
     threads: int = Field(default=32, ge=1)
     """Threads per worker process. Requests waiting on a shared (batched) model call hold a
@@ -150,6 +151,24 @@ class ServerSettings(BaseSettings):
     graceful_timeout: int = Field(default=30, ge=1)
     """Seconds a stopping server (SIGTERM) gives the requests it accepted to finish; workers
     still running then are killed. Readiness answers 503 from the signal on."""
+
+    preload: bool = True
+    """Load the models that are safe to share (``runtime: sklearn``) in the main process,
+    before the workers are forked, so the workers share their memory copy-on-write. Runtimes
+    with native thread pools (ONNX, torch, the boosters, ``auto``'s compiled graph) always load
+    in each worker, after the fork."""
+
+    max_requests: int = Field(default=0, ge=0)
+    """Recycle a worker after this many requests (a fresh one starts first, the old one
+    finishes what it accepted); ``0`` never recycles for this reason."""
+
+    max_requests_jitter: int = Field(default=0, ge=0)
+    """Each worker's limit is ``max_requests`` plus a random 0..jitter, so the workers of one
+    server are not all recycled at the same moment."""
+
+    max_worker_rss_mb: int = Field(default=0, ge=0)
+    """Recycle a worker whose resident memory stays above this many MiB (checked every few
+    seconds); ``0`` never recycles for this reason."""
 
     model_threads: int | None = Field(default=None, ge=1)
     """Threads one model call may use (BLAS, OpenMP, onnxruntime, torch). Default: the CPUs

@@ -2,13 +2,16 @@
 
 **The main process** (gunicorn's arbiter, granian's main process) reads the settings once,
 runs the preflight (:func:`modelserve.server.preflight`: settings, manifests and sha256 pins,
-so a bad artifact stops the start with one clear message) and forks the workers. It never
-builds the app and never imports a model library: onnxruntime, torch and OpenMP start native
-thread pools that do not survive a fork.
+so a bad artifact stops the start with one clear message), preloads the fork-safe models
+(``preload``, :mod:`modelserve.preload`: ``runtime: sklearn`` artifacts are unpickled here,
+then ``gc.freeze()``), and forks the workers, which share those models copy-on-write. It
+never builds the app, never predicts, and never loads a runtime with native thread pools
+(onnxruntime, torch, the boosters, OpenMP): they do not survive a fork.
 
 **Each worker**, after the fork, builds its own app (``create_app``: the model libraries, the
-models, the batcher threads of the models that batch), then starts its hot-reload thread, and
-then runs :func:`run_worker_start`. When it stops gracefully it runs :func:`run_worker_stop`
+models, taking the preloaded ones whose files are unchanged, the warm-up, the batcher threads
+of the models that batch), then starts its hot-reload thread, and then runs
+:func:`run_worker_start`. When it stops gracefully it runs :func:`run_worker_stop`
 (the reloader is stopped there); batcher threads are daemons and end with the process, after
 the requests that use them have been answered.
 
@@ -36,8 +39,9 @@ What each server offers, and what modelserve uses:
 **Graceful stop (SIGTERM).** Readiness (``/health``, ``/v2/health/ready``) answers 503 from
 the signal on (:func:`draining`); for :data:`DRAIN_SECONDS` the worker still accepts and
 answers everything, so the connections and requests already queued in the kernel when the
-signal came are served rather than reset; then the server's own graceful stop runs (no new
-connections, requests in flight finish, ``Connection: close``) and workers still alive after
+signal came are served rather than reset, each answer saying ``Connection: close`` (clients
+reconnect, through a load balancer to another replica); then the server's own graceful stop
+runs (no new connections, requests in flight finish) and workers still alive after
 ``graceful_timeout`` are killed. gunicorn's worker gets SIGTERM from the arbiter (or from
 anyone) and starts the drain itself. granian's workers install their own SIGTERM handler
 that stops accepting at once, so the drain is run by the main process: on SIGTERM it sends
@@ -48,12 +52,25 @@ at once. When the whole process group gets the signal (Ctrl-C in a terminal, sys
 default ``KillMode=control-group``) the workers stop by themselves without a drain, and the
 main process, which would otherwise take their exits for crashes and respawn them, turns
 respawning off as soon as it is signalled: the server is down within a couple of seconds.
+
+**Recycling.** A worker past ``max_requests`` (plus a random 0..``max_requests_jitter``) or
+above ``max_worker_rss_mb`` is replaced, gracefully. gunicorn counts requests itself; the RSS
+check is modelserve's ``post_request`` hook (:class:`RssGuard`); the worker stops accepting,
+answers what it has with ``Connection: close``, and the arbiter forks a fresh worker (the
+shared listening socket queues new connections meanwhile). granian samples RSS in its main
+process itself; the request count is modelserve's (:class:`RequestBudget`), and a worker past
+it leaves its pid for the main process, which respawns it granian's way: the fresh worker
+starts, the old one (answering ``Connection: close`` from then on) is stopped 3.5 s later.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import random
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -155,3 +172,52 @@ def begin_draining() -> None:
 def draining() -> bool:
     """Whether this worker is stopping: readiness routes answer 503 when it is."""
     return hooks.draining()
+
+
+def request_limit(max_requests: int, jitter: int, rng: random.Random | None = None) -> int:
+    """This worker's request budget: ``max_requests`` plus a random 0..``jitter``, so the
+    workers of one server do not all recycle at once; ``0``: no limit."""
+    if max_requests <= 0:
+        return 0
+    return max_requests + (rng or random).randint(0, jitter)
+
+
+class RequestBudget:
+    """Counts a worker's requests; :meth:`spend` is true once, for the request that reaches
+    the limit (thread-safe: ``itertools.count`` advances atomically under the GIL)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._count = itertools.count(1)
+
+    def spend(self) -> bool:
+        return self.limit > 0 and next(self._count) == self.limit
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident memory of a process, from ``/proc/<pid>/statm`` (0 where there is none)."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
+            resident = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return resident * os.sysconf("SC_PAGE_SIZE")
+
+
+class RssGuard:
+    """Whether this worker's RSS is over ``limit_mb``, read at most once per ``every``
+    seconds (a request pays one clock read otherwise); ``0`` never trips."""
+
+    def __init__(self, limit_mb: int, every: float = 1.0) -> None:
+        self.limit = limit_mb * 1024 * 1024
+        self.every = every
+        self._next = 0.0
+
+    def over(self) -> bool:
+        if self.limit <= 0:
+            return False
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.every
+        return rss_bytes() > self.limit

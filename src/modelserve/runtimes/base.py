@@ -39,6 +39,12 @@ class Runtime(ABC):
     #: The manifest ``runtime`` value this class serves.
     name: ClassVar[str]
 
+    #: Whether a :meth:`load`-ed instance may be handed across ``fork()``: it holds only
+    #: Python and numpy objects (no native thread pool, session or socket) and neither
+    #: :meth:`load` nor unpickling started a thread. The main process preloads such
+    #: runtimes so the workers share their memory (:mod:`modelserve.preload`).
+    fork_safe: ClassVar[bool] = False
+
     def __init__(self, artifacts: ArtifactSet) -> None:
         self.artifacts = artifacts
 

@@ -98,6 +98,10 @@ class SKLearnRuntime(Runtime):
     """Serve any fitted scikit-learn estimator or Pipeline, with an optional preprocessor."""
 
     name = "sklearn"
+    # Unpickling builds numpy arrays and Python objects; ``n_jobs`` is pinned to 1 at load,
+    # and the OpenMP/BLAS pools that some estimators use start at their first prediction,
+    # which happens in the worker (warm-up), after the fork.
+    fork_safe = True
 
     _model: Any
     _pre: Any
