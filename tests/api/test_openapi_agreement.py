@@ -156,6 +156,7 @@ def readme_routes(text: str) -> set[tuple[str, str]]:
     found += re.findall(rf"`({methods}) (/[^` ]*)`", text)
     routes = set()
     for method, route in found:
+        route = re.sub(r"\[\?[^\]]*\]", "", route)  # an optional query: `/jobs[?state=]`
         for path in _expand(route.split("?")[0]):
             routes.add((method, re.sub(r"<[^<>]+>", "{}", path)))
     return routes
@@ -167,6 +168,7 @@ def test_readme_route_parsing() -> None:
         "| POST | `/a`, `/b[_c]` | `/not-a-route` |\n"
         "| `MODELSERVE_PUBLIC_PATHS` | `/health,/metrics` |\n"
         "see `POST /v2/repository/models/<name>/load`.\n"
+        "| `GET /jobs/<id>/result[?format=csv\\|jsonl]` | `GET /jobs[?state=&limit=]` |\n"
     )
     assert readme_routes(text) == {
         ("GET", "/models/{}/drift"),
@@ -175,6 +177,8 @@ def test_readme_route_parsing() -> None:
         ("POST", "/b"),
         ("POST", "/b_c"),
         ("POST", "/v2/repository/models/{}/load"),
+        ("GET", "/jobs/{}/result"),
+        ("GET", "/jobs"),
     }
 
 
