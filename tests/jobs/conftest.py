@@ -34,17 +34,10 @@ KEY = "ms_jobs-test-key-0123456789"
 
 @pytest.fixture(scope="session")
 def jobs_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An iris model whose features must not be negative (so rows can be invalid), and
-    ``coded``: a DataFrame-fitted pipeline whose category's values read as numbers."""
+    """An iris model whose features must not be negative (so rows can be invalid)."""
     root = tmp_path_factory.mktemp("jobs-models") / "models"
     inputs = [{"name": n, "type": "number", "minimum": 0} for n in models.IRIS_FEATURES]
     models.write_model(root, "iris", models.iris(), manifest={"inputs": inputs})
-    coded = [
-        {"name": "feature1", "type": "number"},
-        {"name": "feature2", "type": "number"},
-        {"name": "feature3", "type": "string"},
-    ]
-    models.write_model(root, "coded", models.coded(), manifest={"inputs": coded})
     return root
 
 
