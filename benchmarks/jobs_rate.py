@@ -7,7 +7,7 @@ Three ways to score one CSV file of N rows into a CSV of predictions:
   ``predict`` and ``predict_proba`` of the pipeline loaded with joblib, ``to_csv``; no
   validation, no HTTP;
 - **in-process, modelserve pipeline**: the jobs' own chunk loop without HTTP or store
-  (``read_chunks`` -> ``ChunkScorer.score`` -> ``write_chunk``), on the compiled runtime
+  (``ChunkScorer.read`` -> ``ChunkScorer.score`` -> ``write_chunk``), on the compiled runtime
   when modelserve compiles the model;
 - **job**: ``POST /jobs`` to a real ``modelserve serve`` (embedded backend, defaults) or to a
   server plus one ``modelserve worker`` (Celery, Redis broker, SQLite store), timed from the
@@ -77,7 +77,6 @@ def plain_pandas(
 
 
 def modelserve_pipeline(models: Path, source: Path, folder: Path, chunk: int) -> float:
-    from modelserve.jobs.formats import read_chunks
     from modelserve.jobs.formats import write_chunk
     from modelserve.jobs.scoring import ChunkScorer
     from modelserve.service import InferenceService
@@ -88,7 +87,7 @@ def modelserve_pipeline(models: Path, source: Path, folder: Path, chunk: int) ->
     scorer = ChunkScorer(service, MODEL, id_column="id")
     start = time.perf_counter()
     first = 0
-    for n, frame in enumerate(read_chunks(source, "csv", chunk, text_columns=scorer.text_columns)):
+    for n, frame in enumerate(scorer.read(source, "csv", chunk)):
         scored = scorer.score(frame, first)
         write_chunk(folder / f"chunk-{n}.csv", "csv", scored.predictions)
         first += len(frame)

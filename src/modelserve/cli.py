@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import click
@@ -14,6 +15,9 @@ import orjson
 from .errors import ModelServeError
 from .settings import ServerSettings
 from .settings import load_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import ModelServeClient
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -637,23 +641,22 @@ _key_option = click.option(
 )
 
 
-def _jobs_call(method: str, url: str, api_key: str | None, **kwargs: Any) -> Any:
-    """One request to the jobs API; a clean error line (and exit 1) on any failure."""
+@contextmanager
+def _jobs_client(url: str, api_key: str | None) -> Iterator[ModelServeClient]:
+    """The jobs API through :class:`~modelserve.client.ModelServeClient`; a clean error line
+    (and exit 1) on any failure."""
     import requests
 
-    headers = {"X-API-Key": api_key} if api_key else {}
+    from .client import ClientError
+    from .client import ModelServeClient
+
     try:
-        response = requests.request(method, url, headers=headers, timeout=60, **kwargs)
+        with ModelServeClient(url, timeout=60, api_key=api_key) as client:
+            yield client
+    except ClientError as exc:
+        _fail(f"{exc.status}: {exc.message}")
     except requests.RequestException as exc:
         _fail(f"cannot reach {url}: {exc}")
-        raise  # unreachable
-    if response.status_code >= 400:
-        try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text
-        _fail(f"{response.status_code}: {message}")
-    return response
 
 
 def _show_job(job: dict[str, Any]) -> None:
@@ -700,35 +703,24 @@ def jobs_submit_command(
     api_key: str | None,
 ) -> None:
     """Upload INPUT_FILE (CSV, JSON lines or Parquet) as a job; print its id."""
-    path = "/jobs"
-    if model_name:
-        path = f"/models/{model_name}" + (f"/versions/{version}" if version else "") + "/jobs"
-    data = {k: v for k, v in {"id_column": id_column, "output_format": output_format}.items() if v}
-    with input_file.open("rb") as fh:
-        response = _jobs_call(
-            "POST",
-            url.rstrip("/") + path,
-            api_key,
-            files={"file": (input_file.name, fh)},
-            data=data,
+    with _jobs_client(url, api_key) as client:
+        job = client.submit_job(
+            input_file,
+            model_name,
+            str(version) if version and model_name else None,
+            id_column=id_column or None,
+            output_format=output_format,
         )
-    job = response.json()
-    click.echo(job["id"])
-    if wait:
-        _wait_for_job(url, api_key, job["id"])
+        click.echo(job["id"])
+        if wait:
+            _wait_for_job(client, job["id"])
 
 
-def _wait_for_job(url: str, api_key: str | None, job_id: str) -> None:
-    import time
-
-    while True:
-        job = _jobs_call("GET", f"{url.rstrip('/')}/jobs/{job_id}", api_key).json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            _show_job(job)
-            if job["state"] != "succeeded":
-                sys.exit(1)
-            return
-        time.sleep(0.5)
+def _wait_for_job(client: ModelServeClient, job_id: str) -> None:
+    job = client.wait_job(job_id)
+    _show_job(job)
+    if job["state"] != "succeeded":
+        sys.exit(1)
 
 
 @jobs_group.command("status")
@@ -738,14 +730,14 @@ def _wait_for_job(url: str, api_key: str | None, job_id: str) -> None:
 @_key_option
 def jobs_status_command(job_id: str | None, wait: bool, url: str, api_key: str | None) -> None:
     """Show job JOB_ID, or list this key's jobs."""
-    if job_id is None:
-        for job in _jobs_call("GET", url.rstrip("/") + "/jobs", api_key).json()["jobs"]:
-            _show_job(job)
-        return
-    if wait:
-        _wait_for_job(url, api_key, job_id)
-        return
-    _show_job(_jobs_call("GET", f"{url.rstrip('/')}/jobs/{job_id}", api_key).json())
+    with _jobs_client(url, api_key) as client:
+        if job_id is None:
+            for job in client.jobs()["jobs"]:
+                _show_job(job)
+        elif wait:
+            _wait_for_job(client, job_id)
+        else:
+            _show_job(client.job(job_id))
 
 
 @jobs_group.command("fetch")
@@ -772,23 +764,12 @@ def jobs_fetch_command(
 ) -> None:
     """Download the predictions of job JOB_ID to --output (or, with --errors, every rejected
     row as JSON lines)."""
-    base = f"{url.rstrip('/')}/jobs/{job_id}"
-    with output.open("wb") as out:
+    with _jobs_client(url, api_key) as client, output.open("wb") as out:
         if errors:
-            offset = 0
-            while True:
-                page = _jobs_call(
-                    "GET", base + "/errors", api_key, params={"offset": offset, "limit": 1000}
-                ).json()["errors"]
-                for record in page:
-                    out.write(orjson.dumps(record) + b"\n")
-                if not page:
-                    break
-                offset += len(page)
+            for record in client.iter_job_errors(job_id):
+                out.write(orjson.dumps(record) + b"\n")
         else:
-            params = {"format": fmt} if fmt else {}
-            response = _jobs_call("GET", base + "/result", api_key, params=params, stream=True)
-            for block in response.iter_content(1024 * 1024):
+            for block in client.job_result(job_id, fmt):
                 out.write(block)
     click.echo(f"wrote {output}", err=True)
 
@@ -799,4 +780,5 @@ def jobs_fetch_command(
 @_key_option
 def jobs_cancel_command(job_id: str, url: str, api_key: str | None) -> None:
     """Cancel job JOB_ID (a running job stops after its current chunk)."""
-    _show_job(_jobs_call("DELETE", f"{url.rstrip('/')}/jobs/{job_id}", api_key).json())
+    with _jobs_client(url, api_key) as client:
+        _show_job(client.cancel_job(job_id))

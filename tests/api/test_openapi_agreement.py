@@ -18,8 +18,11 @@ from flask.testing import FlaskClient
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
+from modelserve.api.jobs import EXTENSION_KEY as JOBS_EXTENSION
+from modelserve.app import create_app
 from modelserve.client import ClientError
 from modelserve.client import ModelServeClient
+from modelserve.settings import ServerSettings
 
 from .. import models
 
@@ -68,6 +71,7 @@ class _FlaskAdapter(BaseAdapter):
         response.status_code = answer.status_code
         response.headers = CaseInsensitiveDict(dict(answer.headers))
         response._content = answer.get_data()
+        response._content_consumed = True  # a streamed read (iter_content) reads _content
         response.url = request.url or ""
         response.request = request
         return response
@@ -76,13 +80,27 @@ class _FlaskAdapter(BaseAdapter):
         pass
 
 
-def test_every_path_the_client_calls_is_in_the_document(client: FlaskClient) -> None:
+def test_every_path_the_client_calls_is_in_the_document(
+    settings: ServerSettings, tmp_path: Path
+) -> None:
+    app = create_app(settings.model_copy(update={"jobs_dir": tmp_path / "jobs"}))
+    try:
+        _call_every_method(app.test_client(), tmp_path)
+    finally:
+        app.extensions[JOBS_EXTENSION].close()
+
+
+def _call_every_method(client: FlaskClient, tmp_path: Path) -> None:
     adapter = _FlaskAdapter(client)
     session = requests.Session()
     session.mount("http://", adapter)
     api = ModelServeClient("http://modelserve.test", session=session)
     row = models.features_of(models.iris(), models.iris().x[0])
     x = np.asarray([list(row.values())])
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(row) + "\n" + ",".join(map(str, row.values())) + "\n")
+    job_id = api.submit_job(rows)["id"]
+    api.wait_job(job_id, timeout=30)
     calls: dict[str, list[Callable[[], Any]]] = {
         "health": [api.health],
         "list_models": [api.list_models],
@@ -115,6 +133,22 @@ def test_every_path_the_client_calls_is_in_the_document(client: FlaskClient) -> 
         "repository_index": [api.repository_index],
         "load_model": [lambda: api.load_model("iris")],
         "unload_model": [lambda: api.unload_model("iris")],
+        "submit_job": [
+            lambda: api.submit_job(rows, model="iris", version="1", id_column="sepal_length"),
+            lambda: api.submit_job(rows.read_bytes(), "iris", filename="rows.csv"),
+            lambda: api.submit_job([row], output_format="parquet", error_budget=0.5),
+        ],
+        "job": [lambda: api.job(job_id)],
+        "jobs": [api.jobs, lambda: api.jobs(state="succeeded", limit=1, offset=0)],
+        "wait_job": [lambda: api.wait_job(job_id, timeout=30)],
+        "job_result": [
+            lambda: list(api.job_result(job_id)),
+            lambda: api.job_result(job_id, "jsonl"),
+        ],
+        "job_errors": [lambda: api.job_errors(job_id)],
+        "iter_job_errors": [lambda: list(api.iter_job_errors(job_id))],
+        # A finished job: 409.
+        "cancel_job": [lambda: api.cancel_job(job_id)],
     }
     public = {
         name
@@ -126,9 +160,12 @@ def test_every_path_the_client_calls_is_in_the_document(client: FlaskClient) -> 
         try:
             call()
         except ClientError as exc:
-            assert exc.status == 403, exc  # only the admin routes refuse
+            # Only the admin routes refuse, and cancelling a finished job.
+            assert exc.status == 403 or (exc.status, exc.type) == (409, "JobConflict"), exc
     operations = _operations(client)
-    assert len(adapter.calls) == sum(len(c) for c in calls.values())
+    # The job submitted and waited for first; every call one request, but wait_job's polls
+    # (at least one) and iter_job_errors' pages (the empty last one).
+    assert len(adapter.calls) >= 2 + sum(len(c) for c in calls.values())
     missing = [(m, p) for m, p in adapter.calls if not _matches(operations, m, p)]
     assert missing == []
 
@@ -156,6 +193,7 @@ def readme_routes(text: str) -> set[tuple[str, str]]:
     found += re.findall(rf"`({methods}) (/[^` ]*)`", text)
     routes = set()
     for method, route in found:
+        route = re.sub(r"\[\?[^\]]*\]", "", route)  # an optional query: `/jobs[?state=]`
         for path in _expand(route.split("?")[0]):
             routes.add((method, re.sub(r"<[^<>]+>", "{}", path)))
     return routes
@@ -167,6 +205,7 @@ def test_readme_route_parsing() -> None:
         "| POST | `/a`, `/b[_c]` | `/not-a-route` |\n"
         "| `MODELSERVE_PUBLIC_PATHS` | `/health,/metrics` |\n"
         "see `POST /v2/repository/models/<name>/load`.\n"
+        "| `GET /jobs/<id>/result[?format=csv\\|jsonl]` | `GET /jobs[?state=&limit=]` |\n"
     )
     assert readme_routes(text) == {
         ("GET", "/models/{}/drift"),
@@ -175,6 +214,8 @@ def test_readme_route_parsing() -> None:
         ("POST", "/b"),
         ("POST", "/b_c"),
         ("POST", "/v2/repository/models/{}/load"),
+        ("GET", "/jobs/{}/result"),
+        ("GET", "/jobs"),
     }
 
 

@@ -32,9 +32,14 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def fuzzed_server(demo_repo: Path) -> Iterator[LiveServer]:
-    """The demo models (two tabular, two image) behind one worker, loopback only."""
-    with running_server([str(demo_repo), "--threads", "4", "--default-model", "iris"]) as server:
+def fuzzed_server(
+    demo_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The demo models (two tabular, two image) behind one worker, loopback only; the jobs
+    the fuzzing submits go to a folder of this test's own."""
+    jobs = tmp_path_factory.mktemp("fuzzed-jobs")
+    args = [str(demo_repo), "--threads", "4", "--default-model", "iris"]
+    with running_server(args, {"MODELSERVE_JOBS_DIR": str(jobs)}) as server:
         yield server
 
 

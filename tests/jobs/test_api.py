@@ -18,6 +18,7 @@ from modelserve.app import create_app
 from modelserve.keys import create_key
 from modelserve.settings import ServerSettings
 
+from .. import models
 from .conftest import Backend
 from .conftest import check_result
 from .conftest import csv_bytes
@@ -35,10 +36,8 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 def make_app(repo: Path, backend: Backend, **settings: Any) -> Flask:
-    merged = {**backend.settings, "jobs_chunk_rows": 300, **settings}
-    return create_app(
-        ServerSettings(profile="testing", model_path=repo, default_model="iris", **merged)
-    )
+    merged = {**backend.settings, "jobs_chunk_rows": 300, "default_model": "iris", **settings}
+    return create_app(ServerSettings(profile="testing", model_path=repo, **merged))
 
 
 @pytest.fixture
@@ -152,6 +151,38 @@ def test_json_instances_and_raw_bodies(client: FlaskClient) -> None:
     assert raw.status_code == 202, raw.json
     assert wait_done(client, raw.json["id"])["state"] == "succeeded"
     check_result(read_result(client.get(f"/jobs/{raw.json['id']}/result").data), frame)
+
+
+def test_a_category_that_reads_as_a_number_is_scored_as_text(
+    embedded_backend: Backend, tmp_path: Path
+) -> None:
+    """A CSV's "01" stays "01" in a job (the model's string feature), not the number 1 (the
+    runner is the same code on both backends: the embedded one is enough here)."""
+    repo = tmp_path / "models"
+    inputs = [
+        {"name": "feature1", "type": "number"},
+        {"name": "feature2", "type": "number"},
+        {"name": "feature3", "type": "string"},
+    ]
+    models.write_model(repo, "coded", models.coded(), manifest={"inputs": inputs})
+    app = make_app(repo, embedded_backend, default_model="coded")
+    try:
+        _score_codes(app.test_client())
+    finally:
+        app.extensions[EXTENSION_KEY].close()
+
+
+def _score_codes(client: FlaskClient) -> None:
+    frame = models.coded_frame(120, seed=4)
+    expected = models.coded().model.predict(frame).tolist()
+    body = frame.to_csv(index=False).encode()
+    assert b",01\n" in body
+    resp = client.post("/models/coded/jobs", data=body, content_type="text/csv")
+    assert resp.status_code == 202, resp.json
+    job = wait_done(client, resp.json["id"])
+    assert (job["state"], job["rows_done"], job["rows_failed"]) == ("succeeded", 120, 0), job
+    got = read_result(client.get(f"/jobs/{job['id']}/result?format=jsonl").data, "jsonl")
+    assert got["prediction"].tolist() == expected
 
 
 def _multipart(field: str, name: str) -> dict[str, Any]:

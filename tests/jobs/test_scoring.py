@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
 from modelserve.errors import InvalidInput
 from modelserve.errors import ModelNotFound
 from modelserve.jobs.scoring import ChunkScorer
+from modelserve.jobs.scoring import RowError
+from modelserve.jobs.scoring import error_lines
 from modelserve.protocols.seed import SeedProtocol
 from modelserve.service import InferenceService
 from modelserve.settings import ServerSettings
@@ -211,3 +214,18 @@ def test_nullable_and_arrow_dtypes(service: InferenceService) -> None:
         (4, "sepal_length is required"),
     ]
     assert scored.predictions["row"].tolist() == [0, 1, 3, 5]
+
+
+def test_error_lines_are_the_one_format_of_rejected_rows() -> None:
+    errors = [
+        RowError(3, np.int64(7), "x is required"),
+        RowError(4, pd.Timestamp("2026-01-02"), "y is a string"),
+        RowError(5, None, "z"),
+    ]
+    lines = [orjson.loads(line) for line in error_lines(errors).splitlines()]
+    assert lines == [
+        {"row": 3, "id": 7, "reason": "x is required"},
+        {"row": 4, "id": "2026-01-02 00:00:00", "reason": "y is a string"},
+        {"row": 5, "id": None, "reason": "z"},
+    ]
+    assert error_lines([]) == b""

@@ -31,6 +31,7 @@ from ..errors import ModelServeError
 from ..errors import UnsupportedMediaType
 from ..jobs.files import COPY_BUFFER
 from ..jobs.files import default_store_url
+from ..jobs.model import MAX_PAGE
 from ..jobs.model import MEDIA_TYPES
 from ..jobs.model import Job
 from ..service import InferenceService
@@ -51,7 +52,7 @@ EXTENSION_KEY = "modelserve.jobs"
 FILE_FIELD = "file"
 
 #: Raw-body media types a job accepts, and the format each is.
-_RAW_TYPES = {
+RAW_TYPES = {
     "text/csv": "csv",
     "application/csv": "csv",
     "application/x-ndjson": "jsonl",
@@ -189,8 +190,8 @@ def submit_job(name: str | None = None, version: int | None = None) -> Response:
         body = _json_instances()
         fmt = "jsonl"
         writer = _instances_writer(body["instances"])
-    elif mimetype in _RAW_TYPES or mimetype == "application/octet-stream":
-        fmt = _option(body, "format") or _RAW_TYPES.get(mimetype) or ""
+    elif mimetype in RAW_TYPES or mimetype == "application/octet-stream":
+        fmt = _option(body, "format") or RAW_TYPES.get(mimetype) or ""
         if not fmt:
             raise UnsupportedMediaType(
                 "An application/octet-stream body needs ?format=csv, jsonl or parquet"
@@ -298,7 +299,7 @@ def list_jobs() -> Response:
         jobs, total = ext.manager().page(_owner(), limit, offset, request.args.get("state"))
     else:
         jobs, total = [], 0
-    limit = max(1, min(limit, 1000))
+    limit = max(1, min(limit, MAX_PAGE))
     following = offset + len(jobs)
     return json_response(
         {

@@ -289,7 +289,7 @@ class _Builder:
                 statuses.add(401)
         if ROUTE_CLASSES.get(endpoint) in self._limited:
             statuses.update((429, 503))  # 503: limits fail closed and the storage is down
-        responses: dict[str, Any] = {"200": doc.ok}
+        responses: dict[str, Any] = {str(doc.status): doc.ok}
         for status in sorted(statuses | set(doc.others)):
             responses[str(status)] = doc.others.get(status) or _error_response(status)
         operation["responses"] = responses

@@ -15,12 +15,19 @@ from typing import Literal
 
 from ..codecs.schema import array_schema
 from ..codecs.schema import object_schema
+from ..jobs.model import MAX_PAGE
+from ..jobs.model import MEDIA_TYPES
+from ..jobs.model import STATES
 from ..serving import ServedVersion
 from ..settings import ServerSettings
 from .drift import MAX_WINDOW
+from .jobs import FILE_FIELD
+from .jobs import RAW_TYPES
 
 #: How a route reads its request body (``None``: it reads none).
-BodyKind = Literal["seed_one", "seed_batch", "image", "image_base64", "v2_infer", "optional_json"]
+BodyKind = Literal[
+    "seed_one", "seed_batch", "image", "image_base64", "v2_infer", "optional_json", "job_input"
+]
 ModelKind = Literal["tabular", "image", "tensor"]
 ALL_KINDS: tuple[ModelKind, ...] = ("tabular", "image", "tensor")
 
@@ -43,7 +50,7 @@ def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 class EndpointDoc:
     """The spec's view of one endpoint, beyond what its rule and view docstring say.
 
-    :param ok: the 200 response object.
+    :param ok: the success response object (of status ``status``).
     :param errors: statuses it answers with the error body, besides those that authentication
         (401, 403) and rate limits (429, 503) add.
     :param others: responses with another body (a 503 health report, a 400 ``ready: false``).
@@ -51,6 +58,7 @@ class EndpointDoc:
     :param kinds: the model kinds that get a path of their own per model and version (their
         request schema then is the model's); empty: only the templated path.
     :param query: its query parameters.
+    :param status: the status of ``ok`` (202 for a job queued).
     """
 
     ok: dict[str, Any]
@@ -59,11 +67,62 @@ class EndpointDoc:
     body: BodyKind | None = None
     kinds: tuple[ModelKind, ...] = ()
     query: tuple[dict[str, Any], ...] = ()
+    status: int = 200
 
 
 _MODEL_ERRORS = (404, 503)
 #: A scoring route: bad input, unknown or unloaded model, a model that refused, limits.
 _SCORING_ERRORS = (400, 404, 413, 415, 422, 503)
+
+#: A job route: the job store may be unreachable for a moment (503, with Retry-After).
+_JOB_ERRORS = (404, 503)
+_FORMATS = list(MEDIA_TYPES)
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _paging(default_limit: int) -> tuple[dict[str, Any], ...]:
+    return (
+        _query(
+            "limit",
+            f"Entries per page (default {default_limit}; more than {MAX_PAGE} count as {MAX_PAGE}, "
+            "0 as 1)",
+            {"type": "integer", "minimum": 0},
+        ),
+        _query("offset", "Entries to skip (default 0)", {"type": "integer", "minimum": 0}),
+    )
+
+
+#: The options of a submission, as query parameters (or multipart fields, or JSON members).
+_JOB_OPTIONS: tuple[dict[str, Any], ...] = (
+    _query(
+        "format",
+        "The input's format, where its file name and content type do not tell "
+        "(a raw application/octet-stream body needs it); ignored for JSON instances",
+        {"enum": _FORMATS},
+    ),
+    _query("output_format", "The result's format (default: the input's)", {"enum": _FORMATS}),
+    _query(
+        "id_column",
+        "A column copied into each prediction and each rejected row (not a feature)",
+        {"type": "string"},
+    ),
+    _query(
+        "error_budget",
+        "The share of rejected rows at which the job fails (default MODELSERVE_JOBS_ERROR_BUDGET)",
+        {"type": "number", "minimum": 0, "maximum": 1},
+    ),
+)
+
+_JOB_ANSWER = _answer("The job", ref("Job"))
 
 _READY_ANSWER = _answer("Not ready (the protocol's answer for false)", ref("Ready"))
 
@@ -198,6 +257,67 @@ ENDPOINT_DOCS: dict[str, EndpointDoc] = {
         ok={"description": "A static file", "content": {"*/*": {"schema": {}}}},
         errors=(404,),
     ),
+    "jobs.submit_job": EndpointDoc(
+        ok={
+            "description": "Queued: the job, whose state to poll at Location",
+            "content": json_content(ref("Job")),
+            "headers": {
+                "Location": {
+                    "description": "The job's URL (GET it for its state)",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        status=202,
+        # 413: over MODELSERVE_JOBS_MAX_UPLOAD; 415: a content type or format it cannot read.
+        errors=(400, 404, 413, 415, 503),
+        body="job_input",
+        query=_JOB_OPTIONS,
+    ),
+    "jobs.list_jobs": EndpointDoc(
+        ok=_answer("This key's jobs, newest first", ref("JobList")),
+        errors=(400, 503),
+        query=(
+            *_paging(50),
+            _query("state", "Only the jobs in this state", {"enum": list(STATES)}),
+        ),
+    ),
+    "jobs.get_job": EndpointDoc(ok=_JOB_ANSWER, errors=_JOB_ERRORS),
+    "jobs.cancel_job": EndpointDoc(
+        ok=_answer("Cancelled: the job", ref("Job")),
+        errors=(404, 409, 503),
+    ),
+    "jobs.job_result": EndpointDoc(
+        ok={
+            "description": "The predictions, one row per valid input row in input order "
+            "(the id column, row, the prediction columns), streamed",
+            "content": {
+                MEDIA_TYPES["csv"]: {"schema": {"type": "string"}},
+                MEDIA_TYPES["jsonl"]: {"schema": {"type": "string"}},
+                MEDIA_TYPES["parquet"]: {"schema": {"type": "string", "format": "binary"}},
+            },
+            "headers": {
+                "Content-Disposition": {
+                    "description": 'attachment; filename="<id>.<format>"',
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        # 409: the job has not succeeded (yet); 415: an unknown ?format.
+        errors=(404, 409, 415, 503),
+        query=(
+            _query(
+                "format",
+                "The result's format (default: the job's output format)",
+                {"enum": _FORMATS},
+            ),
+        ),
+    ),
+    "jobs.job_errors": EndpointDoc(
+        ok=_answer("The rows rejected so far (committed chunks), in row order", ref("JobErrors")),
+        errors=(400, 404, 503),
+        query=_paging(MAX_PAGE),
+    ),
 }
 
 #: The blueprints' tags, in the order the document lists them (model tags come after ops).
@@ -210,6 +330,7 @@ TAG_DESCRIPTIONS = {
     "openapi": "This document",
     "docs": "Swagger UI",
     "static": "Static files",
+    "jobs": "Batch jobs: a file (or JSON instances) scored in the background, chunk by chunk",
 }
 
 #: The 405 every path answers for a method it does not serve (OpenAPI cannot attach it to an
@@ -222,14 +343,16 @@ ERROR_DESCRIPTIONS = {
     400: "Invalid input: malformed JSON, schema violations (all listed in details)",
     401: "No credential, or one that is invalid, revoked or expired",
     403: "The credential lacks the route's scope or the model",
-    404: "Unknown model or version (or no default model)",
+    404: "Unknown model, version or job (or no default model)",
     405: "Method not allowed",
-    409: "The prediction log is off (MODELSERVE_PREDICTION_LOG)",
+    409: "Not in this state: the prediction log is off (MODELSERVE_PREDICTION_LOG), a job's "
+    "result before it succeeded, a cancel after it finished",
     413: "The body, the rows or the images are over a configured limit",
     415: "Unsupported Content-Type (or Content-Encoding)",
     422: "The model rejected input that passed validation",
     429: "Rate limit exceeded (see Retry-After)",
-    503: "The model is not loaded, or the server is busy (see Retry-After)",
+    503: "The model is not loaded, the server is busy, or the job store is unreachable "
+    "(see Retry-After)",
 }
 
 _STRING = {"type": "string"}
@@ -283,6 +406,62 @@ _IMAGE_CLASS = {
                     "probability": {"type": "number"},
                 },
             },
+        },
+    },
+}
+
+
+_NULLABLE_INTEGER = {"type": ["integer", "null"]}
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+_JOB = {
+    "type": "object",
+    "description": "A batch job (jobs/model.py Job.describe, plus links)",
+    "required": [
+        "id",
+        "model",
+        "version",
+        "state",
+        "rows_total",
+        "rows_done",
+        "rows_failed",
+        "chunks_done",
+        "rows_per_second",
+        "input_format",
+        "output_format",
+        "id_column",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "elapsed_seconds",
+        "error",
+        "links",
+    ],
+    "properties": {
+        "id": _STRING,
+        "model": _STRING,
+        "version": {**_NULLABLE_INTEGER, "description": "Pinned when the job was queued"},
+        "state": {"enum": list(STATES)},
+        "rows_total": {**_NULLABLE_INTEGER, "description": "Once counted (null: not yet)"},
+        "rows_done": {"type": "integer", "description": "Rows of the committed chunks"},
+        "rows_failed": {"type": "integer", "description": "Of those, the rejected ones"},
+        "chunks_done": {"type": "integer"},
+        "rows_per_second": _NULLABLE_NUMBER,
+        "input_format": {"enum": _FORMATS},
+        "output_format": {"enum": _FORMATS},
+        "id_column": _NULLABLE_STRING,
+        "attempts": {"type": "integer", "description": "Starts (a dead worker's job restarts)"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": _NULLABLE_TIME,
+        "finished_at": _NULLABLE_TIME,
+        "elapsed_seconds": _NULLABLE_NUMBER,
+        "error": {**_NULLABLE_STRING, "description": "Why it failed"},
+        "links": {
+            "type": "object",
+            "required": ["self", "result", "errors"],
+            "properties": {"self": _STRING, "result": _STRING, "errors": _STRING},
         },
     },
 }
@@ -524,6 +703,39 @@ def component_schemas() -> dict[str, Any]:
                 "ts": {"type": "number"},
             },
         },
+        "Job": _JOB,
+        "JobList": {
+            "type": "object",
+            "required": ["jobs", "total", "limit", "offset", "next"],
+            "properties": {
+                "jobs": {"type": "array", "items": ref("Job")},
+                "total": {"type": "integer", "description": "This key's jobs (in the state)"},
+                "limit": {"type": "integer"},
+                "offset": {"type": "integer"},
+                "next": {**_NULLABLE_STRING, "description": "The next page's URL, if any"},
+            },
+        },
+        "JobErrors": {
+            "type": "object",
+            "required": ["id", "total", "offset", "errors"],
+            "properties": {
+                "id": _STRING,
+                "total": {"type": "integer", "description": "Rows rejected so far"},
+                "offset": {"type": "integer"},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["row", "id", "reason"],
+                        "properties": {
+                            "row": {"type": "integer", "description": "0-based input row"},
+                            "id": {"description": "The row's id column value, or null"},
+                            "reason": _STRING,
+                        },
+                    },
+                },
+            },
+        },
         "DriftReport": {
             "type": "object",
             "description": "PSI, histograms and flags per feature and for the predictions",
@@ -601,6 +813,8 @@ def request_body(
     """The ``requestBody`` of a route; with a version, that version's input schemas."""
     if kind == "optional_json":
         return {"required": False, "content": json_content({"type": "object"})}
+    if kind == "job_input":
+        return job_request_body()
     if kind == "v2_infer":
         schema = v2_request_schema(sv) if sv is not None else ref("V2InferenceRequest")
         return {
@@ -666,3 +880,50 @@ def request_body(
         },
     }
     return {"required": True, "content": json_content(batch)}
+
+
+def job_request_body() -> dict[str, Any]:
+    """A job's input: a multipart file, a raw CSV, JSON lines or Parquet body, or JSON
+    instances (what ``api/jobs.py`` reads)."""
+    text = {"type": "string"}
+    binary = {"type": "string", "format": "binary"}
+    option = {p["name"]: p["schema"] for p in _JOB_OPTIONS}
+    raw: dict[str, Any] = {
+        media: {"schema": binary if fmt == "parquet" else text} for media, fmt in RAW_TYPES.items()
+    }
+    return {
+        "required": True,
+        "description": f"The file in multipart field {FILE_FIELD} (its format from its name "
+        "or content type, or the format field), or the raw file as the body (CSV with a "
+        "header row, JSON lines of objects, or Parquet; application/octet-stream with "
+        "?format=), or JSON instances. It is streamed to disk, up to "
+        "MODELSERVE_JOBS_MAX_UPLOAD (not MODELSERVE_MAX_CONTENT_LENGTH).",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FILE_FIELD],
+                    "properties": {FILE_FIELD: binary, **option},
+                }
+            },
+            **raw,
+            "application/octet-stream": {"schema": binary},
+            **json_content(
+                {
+                    "type": "object",
+                    "required": ["instances"],
+                    "properties": {
+                        "instances": {
+                            "type": "array",
+                            "minItems": 1,
+                            "description": "Objects of named features",
+                            "items": {"type": "object"},
+                        },
+                        "output_format": option["output_format"],
+                        "id_column": option["id_column"],
+                        "error_budget": option["error_budget"],
+                    },
+                }
+            ),
+        },
+    }

@@ -60,13 +60,12 @@ class JobFiles:
         """The result chunk files of the first ``count`` (committed) chunks, in order."""
         return [self.chunk(job_id, n, fmt) for n in range(count)]
 
-    def write_errors(self, job_id: str, n: int, records: list[dict[str, object]]) -> None:
-        """Write chunk ``n``'s rejected rows, whole (a retried chunk replaces them)."""
+    def write_errors(self, job_id: str, n: int, lines: bytes) -> None:
+        """Write chunk ``n``'s rejected rows (JSON lines), whole (a retried chunk replaces
+        them)."""
         path = self.errors(job_id, n)
         tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as out:
-            for record in records:
-                out.write(orjson.dumps(record, default=str) + b"\n")
+        tmp.write_bytes(lines)
         os.replace(tmp, path)
 
     def read_errors(self, job_id: str, count: int) -> Iterator[dict[str, object]]:

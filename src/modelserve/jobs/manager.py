@@ -27,6 +27,7 @@ from .formats import OutputFormat
 from .formats import read_chunks
 from .formats import stream_chunks
 from .formats import write_chunk
+from .model import MAX_PAGE
 from .model import MEDIA_TYPES
 from .model import STATES
 from .model import Job
@@ -34,9 +35,6 @@ from .store import JobStore
 from .store import new_job_id
 
 logger = logging.getLogger(__name__)
-
-#: Most jobs (and most rejected rows) one listing page holds.
-MAX_PAGE = 1000
 
 
 class Backend(Protocol):

@@ -13,6 +13,9 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 
+#: Most jobs (and most rejected rows) one listing page holds.
+MAX_PAGE = 1000
+
 #: The formats a job reads and writes, and the media type of each.
 MEDIA_TYPES = {
     "csv": "text/csv",

@@ -24,17 +24,16 @@ from pathlib import Path
 from typing import IO
 from typing import Any
 
-import orjson
 import pandas as pd
 
 from .formats import InputFormat
 from .formats import OutputFormat
 from .formats import ParquetAppender
-from .formats import read_chunks
 from .formats import write_frame
 from .scoring import ChunkScorer
 from .scoring import RowError
 from .scoring import ScoredChunk
+from .scoring import error_lines
 
 #: Chunks waiting between two stages, at most.
 QUEUE_CHUNKS = 2
@@ -138,8 +137,7 @@ def score_file(
 
     def read() -> None:
         try:
-            text = scorer.text_columns
-            for n, chunk in enumerate(read_chunks(source, fmt, chunk_rows, text_columns=text)):
+            for n, chunk in enumerate(scorer.read(source, fmt, chunk_rows)):
                 chunks.put((n * chunk_rows, chunk))
             chunks.put(_END)
         except _Stop:
@@ -259,12 +257,7 @@ class _Writer:
         if self._errors is None:
             self._errors = self._errors_path.open("wb")
             self.errors_written = True
-        option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
-        lines = (
-            orjson.dumps({"row": e.row, "id": e.id, "reason": e.reason}, option=option, default=str)
-            for e in errors
-        )
-        self._errors.write(b"".join(lines))
+        self._errors.write(error_lines(errors))
 
     def close(self) -> None:
         try:

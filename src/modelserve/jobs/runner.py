@@ -21,10 +21,10 @@ from .files import JobFiles
 from .formats import InputFormat
 from .formats import OutputFormat
 from .formats import count_rows
-from .formats import read_chunks
 from .formats import write_chunk
 from .model import Job
 from .scoring import ChunkScorer
+from .scoring import error_lines
 from .store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -111,10 +111,7 @@ class JobRunner:
         n = job.chunks_done
         first_row = job.rows_done
         seen, rejected = job.rows_done, job.rows_failed
-        chunks = read_chunks(
-            source, fmt, job.chunk_rows, start_chunk=n, text_columns=scorer.text_columns
-        )
-        for frame in chunks:
+        for frame in scorer.read(source, fmt, job.chunk_rows, start_chunk=n):
             if stopping.is_set():
                 self.store.release(job.id, self.worker)
                 return RunOutcome("stopped")
@@ -124,9 +121,7 @@ class JobRunner:
                 out,
                 scored.predictions,
             )
-            self.files.write_errors(
-                job.id, n, [{"row": e.row, "id": e.id, "reason": e.reason} for e in scored.errors]
-            )
+            self.files.write_errors(job.id, n, error_lines(scored.errors))
             rows, failed = len(frame), len(scored.errors)
             if not self.store.commit_chunk(
                 job.id, self.worker, n, rows, failed, self.lease_seconds

@@ -12,10 +12,14 @@ instead of the chunk.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from ..codecs._wording import non_finite
@@ -33,6 +37,8 @@ from ..types import TABULAR_INPUT
 from ..types import Feature
 from ..types import Signature
 from ..types import TensorDict
+from .formats import InputFormat
+from .formats import read_chunks
 
 #: Python and numpy scalar types a JSON number can arrive as in an object column.
 _NUMBER_TYPES = frozenset({int, float, np.float64, np.float32, np.int64, np.int32})
@@ -49,6 +55,17 @@ class RowError:
     id: object | None
     #: What is wrong, in the words of the online 400's details (``x is required``).
     reason: str
+
+    def record(self) -> dict[str, Any]:
+        """The row as a job's ``/errors`` and the offline errors file list it."""
+        return {"row": self.row, "id": self.id, "reason": self.reason}
+
+
+def error_lines(errors: Iterable[RowError]) -> bytes:
+    """``errors`` as JSON lines, one :meth:`RowError.record` each: the one format of a job's
+    error files and of the offline errors file (an id of another type is written as text)."""
+    option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+    return b"".join(orjson.dumps(e.record(), option=option, default=str) for e in errors)
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,16 @@ class ChunkScorer:
     def text_columns(self) -> list[str]:
         """The string features: a CSV reader should keep these columns as text."""
         return [f.name for f in self.signature.features if f.type == "string"]
+
+    def read(
+        self, source: Path, fmt: InputFormat, chunk_rows: int, start_chunk: int = 0
+    ) -> Iterator[pd.DataFrame]:
+        """The chunks of an input file as this model needs them read: its string features
+        stay text (a CSV's ``"01"`` is not the number 1). Every driver reads through here.
+
+        :raises MalformedFile: as :func:`~.formats.read_chunks`.
+        """
+        return read_chunks(source, fmt, chunk_rows, start_chunk, self.text_columns)
 
     @property
     def prediction_columns(self) -> list[str]:
