@@ -60,9 +60,12 @@ def test_errors_and_settings_are_leaves() -> None:
     for name in ("errors.py", "types.py"):
         relative = [m for m in imported_modules(PACKAGE / name) if m.startswith(".")]
         assert relative == [], f"{name} imports {relative}"
+    # threads.py: the defaults that depend on the machine (CPUs, container quota).
     assert {m for m in imported_modules(PACKAGE / "settings.py") if m.startswith(".")} == {
-        ".errors"
+        ".errors",
+        ".threads",
     }
+    assert [m for m in imported_modules(PACKAGE / "threads.py") if m.startswith(".")] == []
 
 
 def test_the_core_does_not_import_what_sits_on_it() -> None:

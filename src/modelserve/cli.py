@@ -74,7 +74,12 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to bind [default: 8000].")
 @click.option("--workers", type=int, default=None, help="Worker processes [default: 1].")
-@click.option("--threads", type=int, default=None, help="Threads per worker [default: 32].")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Threads per worker [default: from the CPUs: 32 per CPU, 32..64].",
+)
 @click.option(
     "--timeout", type=int, default=None, help="Seconds per request before a worker restarts."
 )

@@ -27,6 +27,9 @@ from pydantic_settings import PydanticBaseSettingsSource
 from pydantic_settings import SettingsConfigDict
 
 from .errors import ConfigError
+from .threads import default_max_batch_size
+from .threads import default_max_latency_ms
+from .threads import default_server_threads
 
 Profile = Literal["development", "production", "testing"]
 
@@ -141,9 +144,14 @@ class ServerSettings(BaseSettings):
     """Server processes. Each holds every model; with ``preload`` the fork-safe ones are one
     copy shared by all of them."""
 
-    threads: int = Field(default=32, ge=1)
+    threads: int = Field(
+        default_factory=lambda data: default_server_threads(data.get("workers", 1)),
+        ge=1,
+    )
     """Threads per worker process. Requests waiting on a shared (batched) model call hold a
-    thread each, so more threads mean larger batches under load, not more CPU."""
+    thread each, so more threads mean larger batches under load, not more CPU. Default: from
+    the CPUs of the worker's share (affinity and container quota, ``threads.py``), measured in
+    BENCHMARKS.md ("Defaults from the machine")."""
 
     timeout: int = Field(default=30, ge=1)
     """Seconds a worker may spend on one request before it is restarted."""
@@ -174,8 +182,13 @@ class ServerSettings(BaseSettings):
     """Threads one model call may use (BLAS, OpenMP, onnxruntime, torch). Default: the CPUs
     divided by ``workers``, so the workers together never oversubscribe the cores."""
 
-    max_batch_size: int = Field(default=64, ge=1)
-    """Adaptive batching: most rows merged into one model call; ``1`` turns batching off."""
+    max_batch_size: int = Field(
+        default_factory=lambda data: default_max_batch_size(data.get("workers", 1)),
+        ge=1,
+    )
+    """Adaptive batching: most rows merged into one model call; ``1`` turns batching off.
+    Default: the default request threads (each waiting request holds one, so a larger batch
+    could not fill)."""
 
     batch_min_cost_ms: float = Field(default=0.5, ge=0)
     """Batch a model only when one warm single-row call costs at least this much: sharing a
@@ -183,7 +196,10 @@ class ServerSettings(BaseSettings):
     a compiled model answering in microseconds never earns back. ``0`` batches every model.
     A manifest's ``batching:`` section always wins."""
 
-    max_latency_ms: float = Field(default=5.0, ge=0)
+    max_latency_ms: float = Field(
+        default_factory=lambda data: default_max_latency_ms(data.get("workers", 1)),
+        ge=0,
+    )
     """Longest a request waits for others to share its model call (only while others are
     on their way in: a lone request is never held back)."""
 
