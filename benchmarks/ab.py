@@ -9,7 +9,8 @@ every run bounded and on loopback.
 
 ``--b`` names another checkout for B (default: this one); ``--a-env``/``--b-env NAME=VALUE``
 set server variables for one side only (the same checkout with a feature off and on), and
-``--b-header "Name: value"`` sends a header with B's requests (an API key).
+``--a-header``/``--b-header "Name: value"`` send a header with one side's requests (an API
+key).
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ def _server(checkout: Path, models: Path, server: str, env: dict[str, str]) -> S
     )
 
 
-def predict_rate(server: Server, body: Path, conns: int, seconds: int, label: str) -> float:
+def predict_rate(
+    server: Server, body: Path, conns: int, seconds: int, label: str, path: str = "/predict"
+) -> float:
     """Successful ``/predict`` answers per second in one bounded wrk run (after a 2 s warm-up);
     non-2xx answers are reported and not counted."""
-    wrk(server, "/predict", body, conns, 2)
-    stats = wrk(server, "/predict", body, conns, seconds)
+    wrk(server, path, body, conns, 2)
+    stats = wrk(server, path, body, conns, seconds)
     if stats["non2xx"]:
         print(f"  {label}: {stats['non2xx']} non-2xx answers", flush=True)
     ok: int = stats["requests"] - stats["non2xx"]
@@ -79,6 +82,7 @@ def main() -> None:
     parser.add_argument("--b", type=Path, default=ROOT, help="B's checkout [this one]")
     parser.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--a-header", default="", help='"Name: value" sent with A\'s requests')
     parser.add_argument("--b-header", default="", help='"Name: value" sent with B\'s requests')
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -92,7 +96,7 @@ def main() -> None:
         train_breast_cancer(models)
         body = _bodies(models, work)
         sides = {
-            "A (baseline)": (args.baseline.resolve(), _pairs(args.a_env), ""),
+            "A (baseline)": (args.baseline.resolve(), _pairs(args.a_env), args.a_header),
             "B (this checkout)": (args.b.resolve(), _pairs(args.b_env), args.b_header),
         }
         results: dict[tuple[str, int], list[float]] = {}

@@ -52,7 +52,9 @@ import orjson
 from benchmarks._http import fetch
 from benchmarks._timing import rate
 from benchmarks.targets import CUSTOM_ROW
+from benchmarks.targets import DEFAULTS_NAME
 from benchmarks.targets import FOREST_BIG
+from benchmarks.targets import FRAME_ROW
 from benchmarks.targets import ONNX_IN_PROCESS
 from benchmarks.targets import SKLEARN_IN_PROCESS
 from benchmarks.targets import evaluate
@@ -150,6 +152,7 @@ def prepare() -> dict[str, Any]:
         path.write_bytes(orjson.dumps(body))
         paths[key] = path
     custom = joblib.load(custom_path)
+    frame_path, frame_expected = _frame_forest(names)
     return {
         "models": models,
         "forest_path": forest_path,
@@ -160,7 +163,9 @@ def prepare() -> dict[str, Any]:
         "cancer": cancer,
         "big": big,
         "image_label": label,
+        "frame_forest_path": frame_path,
         "expected": {
+            "frame_row": frame_expected,
             "forest_row": forest.predict_proba(cancer[7:8])[0],
             "custom_row": custom.predict_proba(cancer[7:8])[0],
             "iris_label": int(
@@ -170,6 +175,38 @@ def prepare() -> dict[str, Any]:
             ),
         },
     }
+
+
+def _frame_forest(names: list[str]) -> tuple[Path, np.ndarray]:
+    """The notebook's model: a scaler + the 100-tree forest fitted on a DataFrame whose columns
+    are the demo's feature names (so the forest row's body fits it), in one pickle pinned
+    with ``modelserve validate --write-manifest`` as the README says; served as a single file
+    on default settings. Returns the file and its answer for row 7."""
+    import joblib
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_breast_cancer(return_X_y=True)
+    frame = pd.DataFrame(x, columns=names)
+    model = make_pipeline(StandardScaler(), RandomForestClassifier(100, random_state=0)).fit(
+        frame, y
+    )
+    folder = CACHE / "frame-forest"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    path = folder / "model.pkl"
+    joblib.dump(model, path)
+    subprocess.run(
+        [sys.executable, "-m", "modelserve", "validate", str(path), "--write-manifest"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    return path, model.predict_proba(frame.iloc[7:8])[0]
 
 
 def _custom_model(models: Path) -> Path:
@@ -554,6 +591,7 @@ def under_load(
             print(f"  {name}: NOT MEASURED: {exc}", flush=True)
             continue
         measured = 0
+        os.environ["EXTRA_HEADER"] = target.header  # read by wrk_report.lua
         try:
             if target.check is not None:
                 target.check(server.url)  # one correct answer per workload before any load
@@ -573,6 +611,7 @@ def under_load(
             problems.append(f"{name}: {what}: {exc}")
             print(f"  {name}: {what.upper()}: {exc}", flush=True)
         finally:
+            os.environ.pop("EXTRA_HEADER", None)
             server.stop()
     return results
 
@@ -588,9 +627,12 @@ Validator = Callable[[Any], None]  # given the parsed JSON answer; raises Assert
 
 
 def _http_check(
-    name: str, probes: list[tuple[str, str, Path | None, Validator]]
+    name: str,
+    probes: list[tuple[str, str, Path | None, Validator]],
+    headers: dict[str, str] | None = None,
 ) -> Callable[[str], None]:
-    """A check that sends each probe once and wants a 2xx whose JSON the validator accepts."""
+    """A check that sends each probe once (with ``headers``) and wants a 2xx whose JSON the
+    validator accepts."""
     import urllib.error
     import urllib.request
 
@@ -599,7 +641,10 @@ def _http_check(
             request = urllib.request.Request(
                 base_url + path,
                 data=None if body is None else body.read_bytes(),
-                headers={} if body is None else {"Content-Type": "application/json"},
+                headers={
+                    **(headers or {}),
+                    **({} if body is None else {"Content-Type": "application/json"}),
+                },
                 method="GET" if body is None else "POST",
             )
             raw = fetch(request, 120, f"{name}, {workload}", CheckError)
@@ -757,6 +802,56 @@ def _modelserve_target(prep: dict[str, Any], server: str, facts: dict[str, Any])
     )
 
 
+#: The key the round-two row sends, the limit it counts (high enough never to refuse: the cost
+#: of counting, not of refusing) and where: a database of its own on the local Redis.
+DEFAULTS_KEY = "ms_benchmark-defaults-key-0123456789abcdef"
+DEFAULTS_LIMIT = "1000000000/minute"
+DEFAULTS_REDIS = "redis://127.0.0.1:6379/15"
+
+
+def _redis_problem(url: str) -> str | None:
+    """Why the Redis at ``url`` cannot count the limit, or ``None``."""
+    try:
+        import redis
+    except ImportError:
+        return "redis-py is not installed (pip install 'modelserve[redis]')"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        return f"no Redis at {url} for the rate limit: {exc}"
+    return None
+
+
+def _defaults_target(prep: dict[str, Any]) -> LoadTarget:
+    """Round two (#21): what users run. The DataFrame-fitted forest served as one file with no
+    tuning flag (threads and batching from the machine), an API key on every request, a
+    Redis-counted rate limit, metrics and the JSON request line on (to the server's log)."""
+    name = DEFAULTS_NAME
+    forest = _probability(prep["expected"]["frame_row"])
+    body = prep["bodies"]["forest_row"]
+    pairs: list[tuple[Run, Validator]] = [
+        ((FRAME_ROW, "/predict", body, 1, 64), forest),
+        ((FRAME_ROW, "/predict", body, 1, 1), forest),
+    ]
+    return LoadTarget(
+        name,
+        [sys.executable, "-m", "modelserve", "serve", str(prep["frame_forest_path"])]
+        + ["--host", "127.0.0.1", "--port", "{port}", "--server", "granian"],
+        {
+            "MODELSERVE_SECRET_KEY": "benchmark-only-secret",
+            "MODELSERVE_API_KEY": DEFAULTS_KEY,
+            "MODELSERVE_RATE_LIMIT": DEFAULTS_LIMIT,
+            "MODELSERVE_RATE_LIMIT_STORAGE": DEFAULTS_REDIS,
+        },
+        [run for run, _ in pairs],
+        ready_path="/health",
+        options={"ready_status": 200, "start_timeout": 120.0},
+        check=_http_check(name, _unique_probes(name, pairs), {"X-API-Key": DEFAULTS_KEY}),
+        error=_redis_problem(DEFAULTS_REDIS),
+        header=f"X-API-Key: {DEFAULTS_KEY}",
+    )
+
+
 @contextlib.contextmanager
 def urlopen_json(url: str) -> Any:
     import urllib.request
@@ -831,6 +926,7 @@ def own_targets(prep: dict[str, Any], facts: dict[str, Any]) -> list[LoadTarget]
     ]
     return [
         _modelserve_target(prep, "granian", facts),
+        _defaults_target(prep),
         _modelserve_target(prep, "gunicorn", facts),
         _baseline_target(
             "naive tutorial app (gunicorn 4 sync)",
@@ -873,6 +969,7 @@ class LoadTarget:
     options: dict[str, Any] = field(default_factory=dict)  # more keyword arguments for Server
     check: Callable[[str], None] | None = None  # given the base URL; raises on a wrong answer
     error: str | None = None  # the target could not be prepared: report, do not start
+    header: str = ""  # "Name: value" sent with every timed request (an API key)
 
 
 def _peer_load_target(peer: PeerTarget) -> LoadTarget:

@@ -20,6 +20,10 @@ FOREST_ROW = "forest /predict"
 FOREST_BATCH = "forest /predict_batch 100"
 FOREST_BIG = "forest /predict_batch 10000"
 CUSTOM_ROW = "custom forest /predict"
+#: Round two (#21): the DataFrame-fitted forest as one file, served on default settings with
+#: an API key, a Redis-counted rate limit, metrics and request lines on.
+FRAME_ROW = "DataFrame forest /predict"
+DEFAULTS_NAME = "modelserve defaults + key + Redis limit + metrics (granian)"
 SKLEARN_IN_PROCESS = "in-process sklearn predict_proba"
 ONNX_IN_PROCESS = "in-process ONNX session.run"
 
@@ -246,7 +250,51 @@ def evaluate(rows: Sequence[Row], runtimes: Mapping[str, Any] | None = None) -> 
                 other_label="MLServer-batched",
             )
         )
+    out += _round_two(rows, mlb)
     return out
+
+
+def _round_two(rows: Sequence[Row], mlb: str | None) -> list[Target]:
+    """Issue #21: the defaults users run (key, limit, metrics on a DataFrame-fitted forest)
+    against the lean app and MLServer-batched, beside the tuned rows above."""
+    ours = find(rows, FRAME_ROW, DEFAULTS_NAME, 64)
+    lean = lean_name("granian")
+    return [
+        _ratio_target(
+            "granian",
+            "#21 defaults + key + limit + metrics, DataFrame forest /predict, 64 conns: "
+            "req/s ≥ 0.75x lean (granian)",
+            0.75,
+            ours,
+            find(rows, FOREST_ROW, lean, 64),
+            "req_per_s",
+            "req/s",
+            other_label="the lean app",
+        ),
+        _ratio_target(
+            "granian",
+            "#21 defaults + key + limit + metrics, DataFrame forest /predict, lone request: "
+            "p50 ≤ 1.5x lean's (granian)",
+            1.5,
+            find(rows, FRAME_ROW, DEFAULTS_NAME, 1),
+            find(rows, FOREST_ROW, lean, 1),
+            "p50_ms",
+            "ms",
+            at_least=False,
+            other_label="the lean app",
+        ),
+        _ratio_target(
+            "granian",
+            "#21 defaults + key + limit + metrics, DataFrame forest /predict, 64 conns: "
+            "req/s ≥ 4x batched MLServer",
+            4.0,
+            ours,
+            find(rows, FOREST_ROW, mlb, 64) if mlb else None,
+            "req_per_s",
+            "req/s",
+            other_label="MLServer-batched",
+        ),
+    ]
 
 
 def format_ratio(ratio: float, bound: float) -> str:
@@ -260,7 +308,7 @@ def render_targets(targets: list[Target]) -> list[str]:
     if not targets:
         return []
     met = sum(t.met is True for t in targets)
-    lines = [f"**Targets** (issue #12, from this run): {met} of {len(targets)} met", ""]
+    lines = [f"**Targets** (issues #12, #21, from this run): {met} of {len(targets)} met", ""]
     for t in targets:
         sign = "≥" if t.at_least else "≤"
         ratio = "n/a" if t.ratio is None else f"{format_ratio(t.ratio, t.bound)}x"

@@ -185,14 +185,36 @@ def tutorial_frame(rows: int = 300, seed: int = 0) -> Any:
 @cache
 def tutorial() -> Trained:
     """The tutorial's mixed pipeline: numbers scaled, the category one-hot encoded, a forest."""
+    return _tutorial_pipeline(tutorial_frame())
+
+
+#: The codes :func:`coded` is fitted on: text that reads as a number ("01" is not 1).
+CODES = ("01", "02", "10")
+
+
+def coded_frame(rows: int = 300, seed: int = 0) -> Any:
+    """:func:`tutorial_frame` with ``feature3`` one of :data:`CODES` (for "A", "B", "C")."""
+    frame = tutorial_frame(rows, seed)
+    frame["feature3"] = frame["feature3"].map(dict(zip("ABC", CODES, strict=True)))
+    return frame
+
+
+@cache
+def coded() -> Trained:
+    """The tutorial's pipeline fitted on :func:`coded_frame`: its category must be read as
+    text, as a number it is a category the encoder never saw."""
+    return _tutorial_pipeline(coded_frame())
+
+
+def _tutorial_pipeline(frame: Any) -> Trained:
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder
     from sklearn.preprocessing import StandardScaler
 
-    frame = tutorial_frame()
-    target = (frame["feature1"] > 5).astype(int) ^ (frame["feature3"] == "B").astype(int)
+    second = sorted(set(frame["feature3"]))[1]
+    target = (frame["feature1"] > 5).astype(int) ^ (frame["feature3"] == second).astype(int)
     model = make_pipeline(
         ColumnTransformer(
             [

@@ -51,7 +51,7 @@ def _by_goal(found: list[targets.Target], server: str, words: str) -> targets.Ta
 
 def test_targets_compute_ratios_and_verdicts_from_one_run() -> None:
     found = targets.evaluate(_rows("granian"), {})
-    assert len(found) == 14  # 7 goals for each of granian and gunicorn
+    assert len(found) == 17  # 7 goals for each of granian and gunicorn, 3 of round two
     vs_peer = _by_goal(found, "granian", "req/s ≥ 4x MLServer")
     assert vs_peer.ratio == pytest.approx(5.0) and vs_peer.met is True
     vs_lean = _by_goal(found, "granian", "0.75x the lean app")
@@ -72,6 +72,22 @@ def test_targets_compute_ratios_and_verdicts_from_one_run() -> None:
     # gunicorn was not measured at all: every one of its targets says so, none is met.
     gunicorn = [t for t in found if t.server == "gunicorn"]
     assert all(t.met is None and t.verdict == "not measured" for t in gunicorn)
+
+
+def test_round_two_compares_the_defaults_row_with_the_lean_app_and_mlserver() -> None:
+    rows = [
+        *_rows(),
+        _row(targets.FRAME_ROW, targets.DEFAULTS_NAME, 64, 1500.0),
+        _row(targets.FRAME_ROW, targets.DEFAULTS_NAME, 1, 900.0, p50=0.8),
+    ]
+    found = [t for t in targets.evaluate(rows) if t.goal.startswith("#21")]
+    assert [t.server for t in found] == ["granian"] * 3
+    vs_lean, lone, vs_peer = found
+    assert vs_lean.ratio == pytest.approx(1500 / 2400) and vs_lean.met is False
+    assert lone.ratio == pytest.approx(0.8 / 0.5) and lone.met is False
+    assert vs_peer.ratio == pytest.approx(1500 / 400) and vs_peer.met is False
+    # Without the row (Redis was not reachable, say): not measured, never met.
+    assert all(t.met is None for t in targets.evaluate(_rows()) if t.goal.startswith("#21"))
 
 
 def test_the_big_batch_target_follows_the_runtime_modelserve_reports() -> None:
@@ -122,7 +138,7 @@ def test_a_peer_that_refused_requests_is_named_in_the_detail() -> None:
 
 def test_render_targets_lines() -> None:
     lines = targets.render_targets(targets.evaluate(_rows()))
-    assert lines[0].startswith("**Targets**") and "5 of 14 met" in lines[0]
+    assert lines[0].startswith("**Targets**") and "5 of 17 met" in lines[0]
     assert any(
         line.startswith("- met: granian: forest /predict, 64 conns: req/s ≥ 4x")
         and "5.00x ≥ 4x (2,000.00 vs 400.00 req/s)" in line
@@ -148,7 +164,7 @@ def test_render_puts_table_targets_comparisons_and_problems_in_one_report() -> N
     assert "| /health | modelserve (granian 1x64) | 64 | 9,000.0 | 9,000 |" in report
     assert report.count("\n| ") == len(rows) + 1  # the header, then one line per row
     assert "| 2 |" in report  # errors are shown
-    assert "**Targets** (issue #12, from this run)" in report
+    assert "**Targets** (issues #12, #21, from this run)" in report
     assert 'runtime {"runtime": "sklearn"}' in report
     assert "- forest /predict, 64 conns: modelserve (granian 1x64) / naive (req/s) = 20.00x" in (
         report

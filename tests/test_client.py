@@ -1,10 +1,14 @@
-"""modelserve.client against a real server: seed routes, V2, errors, the repository API."""
+"""modelserve.client against a real server: seed routes, V2, errors, the repository API,
+batch jobs."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from modelserve.client import ClientError
@@ -24,7 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     repo = tmp_path_factory.mktemp("client") / "models"
     models.write_model(repo, "iris", models.iris())
     models.write_model(repo, "forest", models.forest())
-    env = {"MODELSERVE_API_KEY": API_KEY}
+    jobs = tmp_path_factory.mktemp("client-jobs")
+    env = {"MODELSERVE_API_KEY": API_KEY, "MODELSERVE_JOBS_DIR": str(jobs)}
     with running_server([str(repo), "--default-model", "iris"], env) as server:
         yield server
 
@@ -110,3 +115,36 @@ def test_repository_api(client: ModelServeClient) -> None:
     assert info.value.status == 404
     client.load_model("forest")
     assert client.model_ready("forest")
+
+
+def test_batch_jobs(client: ModelServeClient, tmp_path: Path) -> None:
+    trained = models.iris()
+    frame = pd.DataFrame(trained.x[:40], columns=list(models.IRIS_FEATURES))
+    frame.insert(0, "key", [f"k{i}" for i in range(40)])
+    frame.loc[5, "petal_width"] = None
+    source = tmp_path / "rows.csv"
+    frame.to_csv(source, index=False)
+    queued = client.submit_job(source, model="iris", id_column="key", output_format="parquet")
+    assert queued["state"] == "queued" and queued["output_format"] == "parquet"
+    job = client.wait_job(queued["id"], timeout=30, poll=0.05)
+    assert (job["state"], job["rows_done"], job["rows_failed"]) == ("succeeded", 40, 1), job
+    assert client.job(job["id"])["state"] == "succeeded"
+    assert job["id"] in [j["id"] for j in client.jobs(state="succeeded")["jobs"]]
+    result = pd.read_parquet(io.BytesIO(b"".join(client.job_result(job["id"]))))
+    kept = [i for i in range(40) if i != 5]
+    assert result["key"].tolist() == [f"k{i}" for i in kept]
+    assert result["prediction"].tolist() == trained.expected(trained.x[kept])[0].tolist()
+    as_csv = pd.read_csv(io.BytesIO(b"".join(client.job_result(job["id"], "csv", 64))))
+    assert as_csv["row"].tolist() == kept
+    assert list(client.iter_job_errors(job["id"], page_size=1)) == [
+        {"row": 5, "id": "k5", "reason": "petal_width is required"}
+    ]
+    with pytest.raises(ClientError) as info:
+        client.cancel_job(job["id"])
+    assert (info.value.status, info.value.type) == (409, "JobConflict")
+    instances = [models.features_of(trained, row) for row in trained.x[:3]]
+    from_json = client.wait_job(client.submit_job(instances)["id"], timeout=30, poll=0.05)
+    assert (from_json["state"], from_json["input_format"]) == ("succeeded", "jsonl")
+    with pytest.raises(ClientError) as info:
+        client.job("nope")
+    assert (info.value.status, info.value.type) == (404, "JobNotFound")

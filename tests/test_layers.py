@@ -60,9 +60,12 @@ def test_errors_and_settings_are_leaves() -> None:
     for name in ("errors.py", "types.py"):
         relative = [m for m in imported_modules(PACKAGE / name) if m.startswith(".")]
         assert relative == [], f"{name} imports {relative}"
+    # threads.py: the defaults that depend on the machine (CPUs, container quota).
     assert {m for m in imported_modules(PACKAGE / "settings.py") if m.startswith(".")} == {
-        ".errors"
+        ".errors",
+        ".threads",
     }
+    assert [m for m in imported_modules(PACKAGE / "threads.py") if m.startswith(".")] == []
 
 
 def test_the_core_does_not_import_what_sits_on_it() -> None:
@@ -99,3 +102,15 @@ def test_no_assert_in_production_code() -> None:
         if any(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(p.read_text())))
     ]
     assert offenders == []
+
+
+def test_jobs_sit_below_the_transport() -> None:
+    """The batch jobs are core: the API and the CLI call them, never the other way round."""
+    above = ("api", "app", "cli", "server")
+    for path in (PACKAGE / "jobs").glob("*.py"):
+        bad = [
+            m
+            for m in imported_modules(path)
+            if m.startswith("..") and m.lstrip(".").split(".")[0] in above
+        ]
+        assert bad == [], f"jobs/{path.name} imports {bad}"

@@ -89,7 +89,15 @@ def test_security_lists_read_comma_separated_from_the_environment(
 def test_security_defaults() -> None:
     s = load_settings()
     assert s.api_key is None and s.keys_file is None and s.jwt_secret is None
-    assert s.public_paths == ["/health", "/v2/health/*", "/metrics", "/static/*"]
+    assert s.public_paths == [
+        "/health",
+        "/v2/health/*",
+        "/metrics",
+        "/static/*",
+        "/openapi.json",
+        "/docs",
+        "/docs/static/*",
+    ]
     assert s.cors_origins == [] and s.proxy_hops == 0
 
 

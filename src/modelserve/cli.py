@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import click
@@ -12,6 +15,9 @@ import orjson
 from .errors import ModelServeError
 from .settings import ServerSettings
 from .settings import load_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import ModelServeClient
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -68,7 +74,12 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to bind [default: 8000].")
 @click.option("--workers", type=int, default=None, help="Worker processes [default: 1].")
-@click.option("--threads", type=int, default=None, help="Threads per worker [default: 32].")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Threads per worker [default: from the CPUs: 32 per CPU, 32..64].",
+)
 @click.option(
     "--timeout", type=int, default=None, help="Seconds per request before a worker restarts."
 )
@@ -302,6 +313,10 @@ def optimize_command(path: Path, model_name: str | None) -> None:
     click.echo(f"wrote {target} (runtime: onnx)")
 
 
+#: Extensions that make ``predict``'s PAYLOAD a file to score rather than JSON.
+_FILE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet", ".pq")
+
+
 @main.command("predict")
 @_path_arg
 @click.argument("payload")
@@ -312,18 +327,73 @@ def optimize_command(path: Path, model_name: str | None) -> None:
     default=None,
     help="Single-file mode: a fitted transformer applied before the model.",
 )
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File mode: where the predictions go; its extension picks the format "
+    "[default: INPUT.predictions with INPUT's extension].",
+)
+@click.option("--id-column", default=None, help="File mode: a column copied to every answer.")
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="File mode: rows scored per model call.",
+)
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File mode: rejected rows, as JSON lines [default: OUTPUT.errors.jsonl].",
+)
+@click.option(
+    "--max-errors",
+    type=click.IntRange(min=0),
+    default=None,
+    help="File mode: stop with exit code 1, writing no output, past this many rejected rows "
+    "[default: no limit].",
+)
+@click.option("-q", "--quiet", is_flag=True, help="File mode: no progress bar.")
 def predict_command(
-    path: Path, payload: str, model_name: str | None, preprocessor: Path | None
+    path: Path,
+    payload: str,
+    model_name: str | None,
+    preprocessor: Path | None,
+    output: Path | None,
+    id_column: str | None,
+    chunk_rows: int,
+    errors_path: Path | None,
+    max_errors: int | None,
+    quiet: bool,
 ) -> None:
-    """One-off prediction: PAYLOAD is a JSON object of features, or {"instances": [...]}.
+    """Score PAYLOAD on the model at PATH.
 
-    Use '-' to read PAYLOAD from standard input.
+    PAYLOAD is a JSON object of features, or {"instances": [...]} ('-' reads it from
+    standard input), or a CSV, JSON lines or Parquet file of rows: every row is scored,
+    a chunk at a time, into --output (rows that fail validation go to --errors).
     """
+    settings = _settings(model_path=path, preprocessor=preprocessor, profile="testing")
+    if payload != "-" and Path(payload).suffix.lower() in _FILE_SUFFIXES:
+        _predict_file(
+            settings,
+            Path(payload),
+            model_name,
+            output,
+            id_column,
+            chunk_rows,
+            errors_path,
+            max_errors,
+            quiet,
+        )
+        return
     from .protocols.seed import SeedProtocol
     from .service import InferenceService
 
     body = sys.stdin.buffer.read() if payload == "-" else payload.encode()
-    settings = _settings(model_path=path, preprocessor=preprocessor, profile="testing")
     try:
         service = InferenceService(settings)
         service.load()
@@ -337,9 +407,83 @@ def predict_command(
         else:
             result = seed.predict_one(model_name, None, body)
     except ModelServeError as exc:
-        details = "".join(f"\n  {d.get('path')}: {d.get('message')}" for d in exc.details)
-        _fail(exc.message + details, 1)
+        _fail(exc.message + _details(exc), 1)
     click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+def _details(exc: ModelServeError) -> str:
+    return "".join(f"\n  {d.get('path')}: {d.get('message')}" for d in exc.details)
+
+
+def _predict_file(
+    settings: ServerSettings,
+    source: Path,
+    model_name: str | None,
+    output: Path | None,
+    id_column: str | None,
+    chunk_rows: int,
+    errors_path: Path | None,
+    max_errors: int | None,
+    quiet: bool,
+) -> None:
+    """``predict``'s file mode: score every row of ``source`` offline."""
+    if not source.is_file():
+        _fail(f"{source}: no such file", 2)
+    try:
+        from .jobs import formats
+        from .jobs.offline import score_file
+        from .jobs.scoring import ChunkScorer
+    except ImportError as exc:  # pragma: no cover - the extra is part of the dev install
+        _fail(f"scoring files needs the batch extra (pip install 'modelserve[batch]'): {exc}", 2)
+    from .service import InferenceService
+
+    fmt = formats.detect_format(source.name, None)
+    if output is None:
+        output = source.with_name(f"{source.stem}.predictions{source.suffix}")
+    try:
+        out_fmt = formats.output_format(output.name) if output.suffix else fmt
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+    if output.resolve() == source.resolve():
+        _fail(f"--output {output} is the input file: name another file", 2)
+    try:
+        service = InferenceService(settings)
+        service.load()
+        scorer = ChunkScorer(service, model_name, id_column=id_column)
+        with _progress_bar(formats.count_rows(source, fmt), quiet) as bar:
+            summary = score_file(
+                scorer,
+                source,
+                fmt,
+                output,
+                out_fmt,
+                chunk_rows=chunk_rows,
+                errors_path=errors_path,
+                max_errors=max_errors,
+                progress=bar.update if bar is not None else None,
+            )
+    except ModelServeError as exc:
+        _fail(exc.message + _details(exc), 1)
+    click.echo(summary.line(), err=True)
+    if summary.over_budget:
+        _fail(
+            f"more than {max_errors} rows were rejected (--max-errors): stopped, no output "
+            f"written; see {summary.errors_path}",
+            1,
+        )
+
+
+@contextmanager
+def _progress_bar(total: int | None, quiet: bool) -> Iterator[Any]:
+    """A tqdm bar on standard error (rows, rows/s, ETA), or ``None`` when it is not a
+    terminal or ``--quiet`` asks for none."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="rows", unit_scale=True, file=sys.stderr, smoothing=0.1) as bar:
+        yield bar
 
 
 _keys_file_option = click.option(
@@ -429,3 +573,217 @@ def keys_revoke_command(name: str, keys_file: Path) -> None:
     except ModelServeError as exc:
         _fail(exc.message, 2)
     click.echo(f"revoked key {name!r} in {keys_file}", err=True)
+
+
+# -- batch jobs (issue 19) ------------------------------------------------------------------
+
+
+@main.command("worker")
+@_path_arg
+@click.option(
+    "--broker", default=None, help="Celery broker URL [default: MODELSERVE_JOBS_BROKER_URL]."
+)
+@click.option("--store", default=None, help="Job store URL [default: MODELSERVE_JOBS_STORE_URL].")
+@click.option(
+    "--jobs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The jobs' data folder, shared with the server [default: MODELSERVE_JOBS_DIR].",
+)
+@click.option("--queue", default=None, help="Queue to consume [default: modelserve-jobs].")
+@click.option("--concurrency", type=int, default=None, help="Jobs run at once [default: 1].")
+def worker_command(
+    path: Path,
+    broker: str | None,
+    store: str | None,
+    jobs_dir: Path | None,
+    queue: str | None,
+    concurrency: int | None,
+) -> None:
+    """Run batch jobs of the models under PATH from a Celery broker (needs the jobs extra).
+
+    Start any number, on any machines that share the job store (PostgreSQL) and the jobs
+    folder; a job whose worker dies is resumed by another from its last finished chunk.
+    """
+    settings = _settings(
+        model_path=path,
+        jobs_backend="celery",
+        jobs_broker_url=broker,
+        jobs_store_url=store,
+        jobs_dir=jobs_dir,
+        jobs_queue=queue,
+        jobs_workers=concurrency,
+    )
+    try:
+        from .jobs.celery_app import run_worker
+    except ImportError as exc:
+        _fail(
+            f"modelserve worker needs the jobs extra ({exc.name} is missing): "
+            "pip install 'modelserve[jobs]'",
+            2,
+        )
+    from .logging import configure_logging
+
+    configure_logging(settings)
+    try:
+        run_worker(settings)
+    except ModelServeError as exc:
+        _fail(exc.message, 2)
+
+
+_url_option = click.option(
+    "--url",
+    envvar="MODELSERVE_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The server [env: MODELSERVE_URL].",
+)
+_key_option = click.option(
+    "--api-key",
+    envvar="MODELSERVE_API_KEY",
+    default=None,
+    help="API key [env: MODELSERVE_API_KEY].",
+)
+
+
+@contextmanager
+def _jobs_client(url: str, api_key: str | None) -> Iterator[ModelServeClient]:
+    """The jobs API through :class:`~modelserve.client.ModelServeClient`; a clean error line
+    (and exit 1) on any failure."""
+    import requests
+
+    from .client import ClientError
+    from .client import ModelServeClient
+
+    try:
+        with ModelServeClient(url, timeout=60, api_key=api_key) as client:
+            yield client
+    except ClientError as exc:
+        _fail(f"{exc.status}: {exc.message}")
+    except requests.RequestException as exc:
+        _fail(f"cannot reach {url}: {exc}")
+
+
+def _show_job(job: dict[str, Any]) -> None:
+    total = job.get("rows_total")
+    done = f"{job['rows_done']}/{total}" if total is not None else str(job["rows_done"])
+    rate = job.get("rows_per_second")
+    line = f"{job['id']}  {job['state']:<9}  rows {done}  rejected {job['rows_failed']}"
+    if rate:
+        line += f"  {rate:g} rows/s"
+    if job.get("error"):
+        line += f"  error: {job['error']}"
+    click.echo(line)
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """Batch jobs on a running server: submit a file, follow it, fetch the predictions."""
+
+
+@jobs_group.command("submit")
+@click.argument("input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "model_name", default=None, help="The model [default: the default].")
+@click.option("--version", "version", type=int, default=None, help="The version [default].")
+@click.option("--id-column", default=None, help="A column carried through to the result.")
+@click.option(
+    "--output-format",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    default=None,
+    help="The result's format [default: the input's].",
+)
+@click.option(
+    "--wait", is_flag=True, help="Wait until the job finished; exit 1 unless it succeeded."
+)
+@_url_option
+@_key_option
+def jobs_submit_command(
+    input_file: Path,
+    model_name: str | None,
+    version: int | None,
+    id_column: str | None,
+    output_format: str | None,
+    wait: bool,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """Upload INPUT_FILE (CSV, JSON lines or Parquet) as a job; print its id."""
+    with _jobs_client(url, api_key) as client:
+        job = client.submit_job(
+            input_file,
+            model_name,
+            str(version) if version and model_name else None,
+            id_column=id_column or None,
+            output_format=output_format,
+        )
+        click.echo(job["id"])
+        if wait:
+            _wait_for_job(client, job["id"])
+
+
+def _wait_for_job(client: ModelServeClient, job_id: str) -> None:
+    job = client.wait_job(job_id)
+    _show_job(job)
+    if job["state"] != "succeeded":
+        sys.exit(1)
+
+
+@jobs_group.command("status")
+@click.argument("job_id", required=False)
+@click.option("--wait", is_flag=True, help="Wait until the job finished.")
+@_url_option
+@_key_option
+def jobs_status_command(job_id: str | None, wait: bool, url: str, api_key: str | None) -> None:
+    """Show job JOB_ID, or list this key's jobs."""
+    with _jobs_client(url, api_key) as client:
+        if job_id is None:
+            for job in client.jobs()["jobs"]:
+                _show_job(job)
+        elif wait:
+            _wait_for_job(client, job_id)
+        else:
+            _show_job(client.job(job_id))
+
+
+@jobs_group.command("fetch")
+@click.argument("job_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the predictions.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    default=None,
+    help="The result's format [default: the job's].",
+)
+@click.option("--errors", is_flag=True, help="Write the rejected rows (JSON lines) instead.")
+@_url_option
+@_key_option
+def jobs_fetch_command(
+    job_id: str, output: Path, fmt: str | None, errors: bool, url: str, api_key: str | None
+) -> None:
+    """Download the predictions of job JOB_ID to --output (or, with --errors, every rejected
+    row as JSON lines)."""
+    with _jobs_client(url, api_key) as client, output.open("wb") as out:
+        if errors:
+            for record in client.iter_job_errors(job_id):
+                out.write(orjson.dumps(record) + b"\n")
+        else:
+            for block in client.job_result(job_id, fmt):
+                out.write(block)
+    click.echo(f"wrote {output}", err=True)
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id")
+@_url_option
+@_key_option
+def jobs_cancel_command(job_id: str, url: str, api_key: str | None) -> None:
+    """Cancel job JOB_ID (a running job stops after its current chunk)."""
+    with _jobs_client(url, api_key) as client:
+        _show_job(client.cancel_job(job_id))

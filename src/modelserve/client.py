@@ -1,4 +1,5 @@
-"""A small synchronous Python client for modelserve: the seed routes and the V2 protocol.
+"""A small synchronous Python client for modelserve: the seed routes, the V2 protocol and
+batch jobs.
 
 Example::
 
@@ -9,16 +10,28 @@ Example::
                         "petal_length": 1.4, "petal_width": 0.2})
         result = client.infer("iris", {"input": x})       # x: a [rows, 4] numpy array
         result.outputs["predict_proba"]
+        job = client.submit_job("rows.csv", model="iris", id_column="key")
+        client.wait_job(job["id"])                         # its state once finished
+        with open("predictions.csv", "wb") as out:
+            for block in client.job_result(job["id"]):
+                out.write(block)
 
 It needs ``requests`` (``pip install 'modelserve[client]'``) and imports nothing of the server.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import time
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 from typing import Any
+from typing import cast
 from urllib.parse import quote
 
 import numpy as np
@@ -31,6 +44,8 @@ from .types import Tensor
 from .types import TensorDict
 
 _HEADER_LENGTH = "Inference-Header-Content-Length"
+#: The states a job never leaves.
+_FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class ClientError(Exception):
@@ -107,9 +122,12 @@ class ModelServeClient:
         path: str,
         *,
         json: Any = None,
-        data: bytes | None = None,
+        data: bytes | Mapping[str, str] | IO[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Sequence[int] = (200,),
+        params: Mapping[str, Any] | None = None,
+        files: Mapping[str, tuple[str, IO[bytes]]] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
         resp = self.session.request(
             method,
@@ -117,6 +135,9 @@ class ModelServeClient:
             json=json,
             data=data,
             headers=dict(headers or {}),
+            params={k: v for k, v in (params or {}).items() if v is not None},
+            files=files,
+            stream=stream,
             timeout=self.timeout,
         )
         if resp.status_code not in ok:
@@ -247,3 +268,120 @@ class ModelServeClient:
     def unload_model(self, name: str) -> None:
         """Stop serving a model (in every worker) until :meth:`load_model` is called."""
         self._request("POST", f"/v2/repository/models/{quote(name, safe='')}/unload", json={})
+
+    # -- batch jobs -------------------------------------------------------------------------
+
+    def submit_job(
+        self,
+        source: str | os.PathLike[str] | bytes | IO[bytes] | Sequence[Mapping[str, Any]],
+        model: str | None = None,
+        version: str | None = None,
+        *,
+        filename: str | None = None,
+        id_column: str | None = None,
+        output_format: str | None = None,
+        error_budget: float | None = None,
+    ) -> dict[str, Any]:
+        """Queue a batch job (``POST /jobs``); answers the queued job (its ``id``, ``state``).
+
+        :param source: a file's path, its bytes, or a binary file object (uploaded as it is
+            read): CSV, JSON lines or Parquet, told apart by the file's name; or instances
+            (objects of named features, sent as JSON).
+        :param filename: the upload's name for bytes, or a file object without one (its
+            extension names the format).
+        :param output_format: ``csv``, ``jsonl`` or ``parquet`` (default: the input's).
+        :param error_budget: the share of rejected rows at which the job fails.
+        """
+        path = self._model_path("", model, version) + "/jobs"
+        options = {"id_column": id_column, "output_format": output_format}
+        if error_budget is not None:
+            options["error_budget"] = str(error_budget)
+        form = {k: v for k, v in options.items() if v is not None}
+        if isinstance(source, (str, os.PathLike)):
+            with Path(source).open("rb") as fh:
+                return self._submit(path, form, filename or Path(source).name, fh)
+        if isinstance(source, bytes):
+            return self._submit(path, form, filename or "input", io.BytesIO(source))
+        if isinstance(source, Sequence):
+            rows = cast(Sequence[Mapping[str, Any]], source)
+            payload = {"instances": [dict(row) for row in rows], **form}
+            job: dict[str, Any] = self._request("POST", path, json=payload, ok=(202,)).json()
+            return job
+        name = filename or Path(str(getattr(source, "name", "") or "input")).name
+        return self._submit(path, form, name, source)
+
+    def _submit(
+        self, path: str, form: Mapping[str, str], name: str, fh: IO[bytes]
+    ) -> dict[str, Any]:
+        files = {"file": (name, fh)}
+        job: dict[str, Any] = self._request("POST", path, data=form, files=files, ok=(202,)).json()
+        return job
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job's state: ``state``, ``rows_done`` of ``rows_total``, ``error``..."""
+        result: dict[str, Any] = self._request("GET", self._job_path(job_id)).json()
+        return result
+
+    def jobs(
+        self, state: str | None = None, limit: int | None = None, offset: int | None = None
+    ) -> dict[str, Any]:
+        """A page of this key's jobs, newest first: ``jobs``, ``total``, ``next``."""
+        params = {"state": state, "limit": limit, "offset": offset}
+        result: dict[str, Any] = self._request("GET", "/jobs", params=params).json()
+        return result
+
+    def wait_job(
+        self, job_id: str, timeout: float | None = None, poll: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll a job until it finished (succeeded, failed or cancelled); answer its state.
+
+        :raises TimeoutError: it has not finished after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["state"] in _FINISHED:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
+            time.sleep(poll)
+
+    def job_result(
+        self, job_id: str, format: str | None = None, chunk_size: int = 1024 * 1024
+    ) -> Iterator[bytes]:
+        """A succeeded job's predictions, streamed in blocks (``format``: ``csv``, ``jsonl``
+        or ``parquet``; default the job's output format).
+
+        :raises ClientError: 409 while the job has not succeeded.
+        """
+        resp = self._request(
+            "GET", self._job_path(job_id) + "/result", params={"format": format}, stream=True
+        )
+        return resp.iter_content(chunk_size)
+
+    def job_errors(self, job_id: str, offset: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """A page of the rows a job rejected so far (``row``, ``id``, ``reason``), in row order."""
+        params = {"offset": offset, "limit": limit}
+        page: list[dict[str, Any]] = self._request(
+            "GET", self._job_path(job_id) + "/errors", params=params
+        ).json()["errors"]
+        return page
+
+    def iter_job_errors(self, job_id: str, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every row a job rejected so far, page after page."""
+        offset = 0
+        while page := self.job_errors(job_id, offset, page_size):
+            yield from page
+            offset += len(page)
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued or running job; answers its state (``cancelled``).
+
+        :raises ClientError: 409 once it finished.
+        """
+        result: dict[str, Any] = self._request("DELETE", self._job_path(job_id)).json()
+        return result
+
+    @staticmethod
+    def _job_path(job_id: str) -> str:
+        return f"/jobs/{quote(job_id, safe='')}"

@@ -162,3 +162,22 @@ class Forbidden(ModelServeError):
     def __init__(self, message: str, scope: str) -> None:
         super().__init__(message)
         self.scope = scope
+
+
+class JobNotFound(ModelServeError):
+    """No batch job with that id exists for this caller (another key's jobs are not shown)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job {job_id!r} not found")
+        self.job_id = job_id
+
+
+class JobConflict(ModelServeError):
+    """The job is not in a state that allows the request (a result before it succeeded, a
+    cancel after it finished)."""
+
+    def __init__(self, job_id: str, state: str, wanted: str) -> None:
+        said = {"succeeded": "has succeeded", "failed": "has failed", "cancelled": "was cancelled"}
+        super().__init__(f"Job {job_id!r} {said.get(state, f'is {state}')}: {wanted}")
+        self.job_id = job_id
+        self.state = state

@@ -12,6 +12,11 @@ Histogram buckets reach down to 100 µs: a compiled model answers in well under 
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 from typing import Literal
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -227,17 +232,112 @@ def install() -> None:
         telemetry.set_observer(MetricsObserver())
 
 
-def render() -> tuple[bytes, str]:
-    """The Prometheus text exposition of every worker's metrics, and its content type.
+@contextmanager
+def _scraped() -> Iterator[CollectorRegistry]:
+    """A registry holding every worker's values, for the time of the ``with`` block.
 
     In multiprocess mode the files of dead workers are folded into the archives first, under
     the folder's lock, so a scrape never reads a file that is being folded away.
     """
     path = multiproc.directory()
     if path is None:
-        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        yield REGISTRY
+        return
     with multiproc.locked(path):
         multiproc.compact(path)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
+        yield registry
+
+
+def render() -> tuple[bytes, str]:
+    """The Prometheus text exposition of every worker's metrics, and its content type."""
+    with _scraped() as registry:
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+#: The ``protocol`` labels of inference requests: what a model's statistics count.
+INFERENCE_PROTOCOLS = frozenset({"seed", "v2"})
+#: The metric families (names without ``_total``) that :func:`model_stats` reads.
+_REQUESTS_FAMILY = "modelserve_requests"
+_STATS_FAMILIES = frozenset({_REQUESTS_FAMILY, "modelserve_request_duration_seconds"})
+#: The quantiles :func:`model_stats` estimates from the latency histogram.
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+def model_stats(name: str) -> dict[str, Any]:
+    """The inference requests one model answered since the server started, every worker's.
+
+    Counts by status and by version, and the latency histogram with estimated quantiles, read
+    from the same metrics as ``/metrics`` (so the web page needs no Prometheus). A rate is
+    the difference of two readings over their time apart: ``ts`` is this reading's.
+    """
+    by_status: dict[str, int] = {}
+    by_version: dict[str, int] = {}
+    routes: set[str] = set()
+    buckets: dict[float, float] = {}
+    count = total_seconds = 0.0
+    with _scraped() as registry:
+        families = [f for f in registry.collect() if f.name in _STATS_FAMILIES]
+    # Requests first: they say which routes are inference routes for the histogram below.
+    for family in sorted(families, key=lambda f: f.name != _REQUESTS_FAMILY):
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("model") != name:
+                continue
+            if sample.name == "modelserve_requests_total":
+                if labels["protocol"] not in INFERENCE_PROTOCOLS:
+                    continue
+                routes.add(labels["route"])
+                status, version = labels["status"], labels["version"]
+                by_status[status] = by_status.get(status, 0) + int(sample.value)
+                by_version[version] = by_version.get(version, 0) + int(sample.value)
+            elif labels.get("route") in routes:
+                if sample.name.endswith("_bucket"):
+                    le = float(labels["le"])
+                    buckets[le] = buckets.get(le, 0.0) + sample.value
+                elif sample.name.endswith("_count"):
+                    count += sample.value
+                elif sample.name.endswith("_sum"):
+                    total_seconds += sample.value
+    cumulative = sorted(buckets.items())
+    return {
+        "model": name,
+        "requests": sum(by_status.values()),
+        "errors": sum(n for status, n in by_status.items() if int(status) >= 400),
+        "by_status": dict(sorted(by_status.items())),
+        "by_version": dict(sorted(by_version.items())),
+        "latency": {
+            "count": int(count),
+            "mean_ms": _ms(total_seconds / count) if count else None,
+            **{f"p{round(q * 100)}_ms": _ms(quantile(q, cumulative)) for q in QUANTILES},
+            # Cumulative counts, as Prometheus keeps them; ``le: null`` is +Inf.
+            "buckets": [
+                {"le": le if math.isfinite(le) else None, "count": int(n)} for le, n in cumulative
+            ],
+        },
+        "ts": time.time(),
+    }
+
+
+def quantile(q: float, cumulative: list[tuple[float, float]]) -> float | None:
+    """Estimate the ``q`` quantile from cumulative ``(upper bound, count)`` buckets, as
+    Prometheus's ``histogram_quantile`` does: linearly within the bucket it falls in (the
+    lowest bucket from 0; past the last finite bound, that bound). ``None`` with no data."""
+    if not cumulative or cumulative[-1][1] <= 0:
+        return None
+    rank = q * cumulative[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, n in cumulative:
+        if n >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if n == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (n - lower_count)
+        lower_bound, lower_count = bound, n
+    return lower_bound  # pragma: no cover - the +Inf bucket holds every observation
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)

@@ -42,6 +42,7 @@ class InferenceService:
         # Readers never lock: they read this reference once; a publication rebinds it.
         self._table: dict[str, ServedModel] = {}
         self._publish_lock = threading.Lock()
+        self._generation = 0
 
     def load(self) -> None:
         """Load every model version now (called once at start-up, never per request)."""
@@ -76,10 +77,17 @@ class InferenceService:
                 }
                 table[entry.name] = ServedModel(entry, versions)
             self._table = table
+            self._generation += 1
             live = {id(sv) for model in table.values() for sv in model.versions.values()}
         for sv in known.values():
             if id(sv) not in live:
                 sv.retire()
+
+    @property
+    def generation(self) -> int:
+        """How many tables were published: anything derived from the table (the OpenAPI
+        document) can be cached under it and rebuilt when it moves."""
+        return self._generation
 
     # -- lookup -----------------------------------------------------------------------------
 

@@ -27,6 +27,9 @@ from pydantic_settings import PydanticBaseSettingsSource
 from pydantic_settings import SettingsConfigDict
 
 from .errors import ConfigError
+from .threads import default_max_batch_size
+from .threads import default_max_latency_ms
+from .threads import default_server_threads
 
 Profile = Literal["development", "production", "testing"]
 
@@ -141,9 +144,14 @@ class ServerSettings(BaseSettings):
     """Server processes. Each holds every model; with ``preload`` the fork-safe ones are one
     copy shared by all of them."""
 
-    threads: int = Field(default=32, ge=1)
+    threads: int = Field(
+        default_factory=lambda data: default_server_threads(data.get("workers", 1)),
+        ge=1,
+    )
     """Threads per worker process. Requests waiting on a shared (batched) model call hold a
-    thread each, so more threads mean larger batches under load, not more CPU."""
+    thread each, so more threads mean larger batches under load, not more CPU. Default: from
+    the CPUs of the worker's share (affinity and container quota, ``threads.py``), measured in
+    BENCHMARKS.md ("Defaults from the machine")."""
 
     timeout: int = Field(default=30, ge=1)
     """Seconds a worker may spend on one request before it is restarted."""
@@ -174,8 +182,13 @@ class ServerSettings(BaseSettings):
     """Threads one model call may use (BLAS, OpenMP, onnxruntime, torch). Default: the CPUs
     divided by ``workers``, so the workers together never oversubscribe the cores."""
 
-    max_batch_size: int = Field(default=64, ge=1)
-    """Adaptive batching: most rows merged into one model call; ``1`` turns batching off."""
+    max_batch_size: int = Field(
+        default_factory=lambda data: default_max_batch_size(data.get("workers", 1)),
+        ge=1,
+    )
+    """Adaptive batching: most rows merged into one model call; ``1`` turns batching off.
+    Default: the default request threads (each waiting request holds one, so a larger batch
+    could not fill)."""
 
     batch_min_cost_ms: float = Field(default=0.5, ge=0)
     """Batch a model only when one warm single-row call costs at least this much: sharing a
@@ -183,7 +196,10 @@ class ServerSettings(BaseSettings):
     a compiled model answering in microseconds never earns back. ``0`` batches every model.
     A manifest's ``batching:`` section always wins."""
 
-    max_latency_ms: float = Field(default=5.0, ge=0)
+    max_latency_ms: float = Field(
+        default_factory=lambda data: default_max_latency_ms(data.get("workers", 1)),
+        ge=0,
+    )
     """Longest a request waits for others to share its model call (only while others are
     on their way in: a lone request is never held back)."""
 
@@ -328,10 +344,14 @@ class ServerSettings(BaseSettings):
         "/v2/health/*",
         "/metrics",
         "/static/*",
+        "/openapi.json",
+        "/docs",
+        "/docs/static/*",
     ]
     """Paths anyone may call while authentication is on (comma-separated; a trailing ``*``
     matches any rest of the path): health checks, metrics scrapes, the web page's static
-    files. Admin routes can never be made public."""
+    files, the API docs (``/openapi.json`` shows an anonymous caller the routes only, not the
+    models). Admin routes can never be made public."""
 
     jwt_issuer: str | None = None
     """The ``iss`` every JWT must carry. Required once a JWT key is configured."""
@@ -400,6 +420,65 @@ class ServerSettings(BaseSettings):
 
     metrics_public: bool = True
     """``GET /metrics`` answers without an API key; ``false`` puts it behind the API keys."""
+
+    # -- batch jobs (issue 19) ---------------------------------------------------------------
+
+    jobs_backend: Literal["embedded", "celery"] = "embedded"
+    """Who runs batch jobs: ``embedded`` (threads in each server process, nothing else to
+    run) or ``celery`` (``modelserve worker`` processes on any machines, through a broker)."""
+
+    jobs_dir: Path | None = None
+    """The jobs' data folder (uploads, result chunks, error lists; the SQLite store unless
+    ``jobs_store_url`` is set). Default: ``$XDG_DATA_HOME/modelserve/jobs``
+    (``~/.local/share/modelserve/jobs``). With Celery on several machines it must be a
+    folder they all mount."""
+
+    jobs_store_url: str | None = None
+    """Where job state lives: ``sqlite:///PATH.db`` or ``postgresql://USER@HOST/DB`` (shared
+    by every server and worker). Default: ``jobs.db`` in ``jobs_dir``."""
+
+    jobs_table: str = "modelserve_jobs"
+    """The store's table (created if missing)."""
+
+    jobs_broker_url: str | None = None
+    """The Celery broker: ``redis://HOST:PORT/DB`` or ``amqp://USER:PASS@HOST//`` (RabbitMQ).
+    Default: ``redis_url``."""
+
+    jobs_queue: str = "modelserve-jobs"
+    """The Celery queue jobs are sent to and ``modelserve worker`` consumes."""
+
+    jobs_chunk_rows: int = Field(default=50_000, ge=1)
+    """Rows read, scored and committed at once: the memory a job needs, and the work a
+    retried job may redo."""
+
+    jobs_error_budget: float = Field(default=0.1, ge=0, le=1)
+    """Largest share of a job's rows that may be rejected (listed under ``/errors``) before
+    the job fails; ``0`` fails a job on its first invalid row."""
+
+    jobs_result_ttl: float = Field(default=86_400.0, gt=0)
+    """Seconds a finished job (its state, result and error files) is kept, then removed."""
+
+    jobs_max_upload: int = Field(default=10 * 1024**3, ge=1)
+    """Largest job upload in bytes (``max_content_length`` does not apply to job uploads,
+    which are streamed to disk); larger get 413."""
+
+    jobs_workers: int = Field(default=1, ge=1)
+    """Embedded backend: jobs each server process runs at once. Celery: threads of each
+    ``modelserve worker`` (``--concurrency``)."""
+
+    jobs_lease_seconds: float = Field(default=30.0, gt=0)
+    """How long a running job's claim lasts without a heartbeat: a job whose worker died is
+    taken over (from its last committed chunk) that long after the last heartbeat."""
+
+    jobs_max_attempts: int = Field(default=5, ge=1)
+    """Times a job is started before a job whose workers keep dying fails."""
+
+    @field_validator("jobs_table")
+    @classmethod
+    def _jobs_table_name(cls, value: str) -> str:
+        if not value.replace("_", "a").isalnum() or not value[:1].isalpha() or len(value) > 50:
+            raise ValueError("must be a plain table name (letters, digits, _)")
+        return value
 
     @model_validator(mode="after")
     def _profile_defaults(self) -> ServerSettings:

@@ -29,7 +29,16 @@ AUDIENCE = "modelserve"
 #: Inference routes end with one of these; everything else that is not a read is admin.
 INFERENCE_SUFFIXES = ("/predict", "/predict_batch", "/predict_image", "/predict_image_base64")
 READS = {"GET", "HEAD", "OPTIONS"}
-PUBLIC = {"/health", "/v2/health/live", "/v2/health/ready", "/static/style.css", "/metrics"}
+PUBLIC = {
+    "/health",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/static/style.css",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/static/style.css",
+}
 
 
 @pytest.fixture
@@ -226,7 +235,7 @@ def test_without_credentials_predict_is_open_and_admin_is_closed(client: FlaskCl
 
 
 def _url(rule: Any) -> str:
-    values = {"name": "iris", "version": "1", "filename": "style.css"}
+    values = {"name": "iris", "version": "1", "filename": "style.css", "job_id": "0" * 24}
     url = str(rule.rule)
     for argument in rule.arguments:
         url = re.sub(rf"<(?:[^:<>]+:)?{argument}>", values[argument], url)
@@ -246,6 +255,9 @@ def _kind(method: str, url: str) -> str:
     if url in PUBLIC:
         return "public"
     if method in READS or url.endswith(INFERENCE_SUFFIXES) or url.endswith("/infer"):
+        return "predict"
+    # Batch jobs: submitting one scores like /predict_batch; cancelling touches own jobs only.
+    if url.endswith("/jobs") and method == "POST" or "/jobs/" in url and method == "DELETE":
         return "predict"
     return "admin"
 

@@ -380,3 +380,57 @@ def test_several_limits_in_one_redis_round_trip(repo: Path, limits_redis: str) -
     # Every request counted on the minute; the refused ones spent nothing of the hour.
     assert (server.get(minute), server.get(hour)) == (b"4", b"2")
     assert 3_540_000 < server.pttl(hour) <= 3_600_000
+
+
+def test_far_from_the_limit_requests_are_counted_in_leases(repo: Path, limits_redis: str) -> None:
+    """1,600/minute: 100 requests of room per 1/16, so a lease is the most, 64 requests; one
+    round trip for 64 requests, and the headers still count down one by one."""
+    app = limited_app(repo, rate_limit="1600/minute", rate_limit_storage=limits_redis)
+    client = app.test_client()
+    limiter = limits.get_limiter(app)
+    assert limiter is not None
+    (key,) = limiter.classes["predict"].keys_for("ip:10.0.0.1")
+    server = redis.Redis.from_url(limits_redis)
+    remaining = []
+    for i in range(limits.LEASE_MAX):
+        resp = post(client, "/predict")
+        assert resp.status_code == 200
+        remaining.append(int(resp.headers["X-RateLimit-Remaining"]))
+        assert server.get(key) == b"%d" % limits.LEASE_MAX, i  # counted once, up front
+    assert remaining == list(range(1599, 1599 - limits.LEASE_MAX, -1))
+    post(client, "/predict")  # the lease is spent: the next one is counted
+    assert server.get(key) == b"%d" % (2 * limits.LEASE_MAX)
+
+
+def test_leases_never_let_more_than_the_limit_through(repo: Path, limits_redis: str) -> None:
+    """Two workers (apps) on one budget: leases shrink to single requests near the limit, so
+    exactly the limit passes."""
+    first, second = (
+        limited_app(repo, rate_limit="200/minute", rate_limit_storage=limits_redis).test_client()
+        for _ in range(2)
+    )
+    statuses = [post(c, "/predict").status_code for _ in range(130) for c in (first, second)]
+    assert statuses.count(200) == 200
+    assert statuses[-10:] == [429] * 10
+
+
+def test_a_forked_worker_drops_the_parents_leases(repo: Path, limits_redis: str) -> None:
+    app = limited_app(repo, rate_limit="1600/minute", rate_limit_storage=limits_redis)
+    limiter = limits.get_limiter(app)
+    assert limiter is not None and isinstance(limiter.storage, limits.RedisCounters)
+    predict = limiter.classes["predict"]
+    assert limiter.storage.incr(predict, "ip:a")[1] == 1  # a lease of 64: 63 left here
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, json.dumps(limiter.storage.incr(predict, "ip:a")[1]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child_count = json.loads(pipe.read())
+    # The child counted its own lease in Redis rather than spending the parent's.
+    assert child_count == limits.LEASE_MAX + 1
+    assert limiter.storage.incr(predict, "ip:a")[1] == 2  # the parent's lease is its own

@@ -7,11 +7,14 @@ from flask import Flask
 from ..service import InferenceService
 from . import _connection
 from . import auth
+from . import docs
 from . import drift
 from . import errors
 from . import headers
+from . import jobs
 from . import limits
 from . import observe
+from . import openapi
 from . import ops
 from . import predict
 from . import v2
@@ -36,5 +39,8 @@ def init_app(app: Flask, service: InferenceService) -> None:
     app.register_blueprint(predict.bp)
     app.register_blueprint(v2.bp)
     app.register_blueprint(drift.bp)
+    openapi.init_app(app)
+    app.register_blueprint(docs.bp)
+    jobs.init_app(app, service)
     # Last: counts requests by the principal that authentication (a hook before it) found.
     limits.init_app(app, service.settings)

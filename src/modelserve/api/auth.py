@@ -5,9 +5,10 @@ Which scope a route needs is decided here, from the endpoint and the method, so 
 later is covered without being listed: reads (GET, HEAD) and the inference POSTs in
 :data:`INFERENCE_ENDPOINTS` need ``predict``; **every other method on every other endpoint
 needs ``admin``** (the repository's load, unload and index, and whatever changes state next).
-The paths of ``MODELSERVE_PUBLIC_PATHS`` (health, metrics) need nothing; an admin route is
-never public. With no credential configured, the ``predict`` routes are open and the admin
-routes answer 403.
+The paths of ``MODELSERVE_PUBLIC_PATHS`` (health, metrics, static files) need nothing, nor
+does the web page's HTML at ``/`` (a browser's ``Accept: text/html``; JSON at ``/`` still
+needs ``predict``); an admin route is never public. With no credential configured, the
+``predict`` routes are open and the admin routes answer 403.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..security import Principal
 from ..security import authorize
 from ..security import credential_from_headers
 from ..settings import ServerSettings
+from ..web.page import is_page_request
 from ._handlers import get_handlers
 from .errors import handle_modelserve_error
 
@@ -40,8 +42,14 @@ INFERENCE_ENDPOINTS = frozenset(
         "predict.predict_image",
         "predict.predict_image_base64",
         "v2.infer",
+        # A batch job scores like /predict_batch, for the model it names (or the default).
+        "jobs.submit_job",
     }
 )
+
+#: Endpoints that change only the caller's own data, so ``predict`` is enough: cancelling a
+#: job (which the view looks up among the caller's own jobs).
+OWNER_ENDPOINTS = frozenset({"jobs.cancel_job"})
 
 #: Methods that must not change state (RFC 9110 "safe"); they need ``predict`` at most.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -51,7 +59,7 @@ _REALM = 'Bearer realm="modelserve"'
 
 def required_scope(endpoint: str, method: str) -> str:
     """The scope a request to ``endpoint`` with ``method`` needs: ``predict`` or ``admin``."""
-    if method in SAFE_METHODS or endpoint in INFERENCE_ENDPOINTS:
+    if method in SAFE_METHODS or endpoint in INFERENCE_ENDPOINTS or endpoint in OWNER_ENDPOINTS:
         return SCOPE_PREDICT
     return SCOPE_ADMIN
 
@@ -74,6 +82,16 @@ class _Policy:
 def _policy() -> _Policy:
     policy: _Policy = current_app.extensions[EXTENSION_KEY]
     return policy
+
+
+def authentication_enabled() -> bool:
+    """Whether this app checks credentials (any key, keys file or JWT issuer is configured)."""
+    return _policy().enabled
+
+
+def is_public_path(path: str) -> bool:
+    """Whether ``path`` is one of ``MODELSERVE_PUBLIC_PATHS`` (no credential needed to read)."""
+    return _policy().is_public(path)
 
 
 def current_principal() -> Principal | None:
@@ -120,8 +138,8 @@ def check_request() -> None:
         if scope == SCOPE_ADMIN:
             authorize(None, scope, None, enabled=False)
         return
-    if scope != SCOPE_ADMIN and policy.is_public(req.path):
-        return
+    if scope != SCOPE_ADMIN and (policy.is_public(req.path) or is_page_request(req)):
+        return  # the web page's HTML holds no data: its scripts call the API with the key
     principal, error = _authenticate()
     if error is not None:
         raise error

@@ -24,6 +24,8 @@ STATUS_BY_ERROR: dict[type[errors.ModelServeError], int] = {
     errors.Forbidden: 403,
     errors.ModelNotFound: 404,
     errors.ReferenceNotFound: 404,
+    errors.JobNotFound: 404,
+    errors.JobConflict: 409,
     errors.PredictionLogOff: 409,
     errors.UnsupportedMediaType: 415,
     errors.PayloadTooLarge: 413,

@@ -11,10 +11,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from ..settings import ServerSettings
 from .auth import INFERENCE_ENDPOINTS
 
-#: For HTML pages (the web page to come): only this server's own scripts, styles and images
-#: (``data:`` images for previews), no plugins, no framing, forms post only here.
+#: For HTML pages (the web page): only this server's own scripts, styles and images (plus
+#: ``data:`` and ``blob:`` images: previews of the pictures a user picks, which never leave
+#: the browser), no inline script or style, no plugins, no framing, forms post only here.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 

@@ -62,6 +62,14 @@ ROUTE_CLASSES: dict[str, RouteClass] = {
     "v2.repository_unload": "admin",
     # Reads the prediction log: a database query per call, budgeted like the admin routes.
     "drift.model_drift": "admin",
+    # Reads every worker's metric files, as a scrape does (the web page polls it).
+    "observe.model_stats": "admin",
+    # Batch jobs: a submission streams a file to disk and a result streams one back; they
+    # spend the batch budget. Cancelling is counted with them (it writes to the store).
+    "jobs.submit_job": "batch",
+    "jobs.job_result": "batch",
+    "jobs.job_errors": "batch",
+    "jobs.cancel_job": "batch",
 }
 
 #: Endpoints that are never limited: health probes must answer whatever clients do, and the
@@ -78,7 +86,14 @@ UNLIMITED = frozenset(
         "v2.model_metadata",
         "v2.model_ready",
         "observe.metrics",
+        # A job's state and the listing are one indexed query: polled, never limited.
+        "jobs.get_job",
+        "jobs.list_jobs",
         "static",
+        # The API's own description: cached per model table, and Swagger UI's files.
+        "openapi.spec",
+        "docs.index",
+        "docs.asset",
     }
 )
 
@@ -109,24 +124,46 @@ _SWEEP_INTERVAL = 60.0
 #: it stops at the first limit the request exceeds (a refused request spends nothing of the
 #: longer limits) and a window starts at the client's first request. A counter that somehow
 #: has no expiry gets one, so it can never block a client for good.
+#:
+#: Far from every limit it counts a *lease* of several requests at once (the last two
+#: arguments: the most, and the share of the smallest room left): at most 1/16 of what is left
+#: in any window, so a lease can never pass a limit, and within 16 requests of a limit every
+#: request is counted on its own, exactly as before. It answers the index of the limit the
+#: headers describe, that limit's count and milliseconds to its reset, the requests granted,
+#: and the milliseconds until the first of the windows resets (when a lease must end).
 _SCRIPT = b"""
-local first
+local n = #KEYS
+local grant = tonumber(ARGV[2 * n + 1])
+local share = tonumber(ARGV[2 * n + 2])
 for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
+  local room = tonumber(ARGV[2 * i - 1]) - tonumber(redis.call('GET', key) or '0')
+  local fits = math.floor(room / share)
+  if fits < grant then grant = fits end
+end
+if grant < 1 then grant = 1 end
+local first
+local soonest
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCRBY', key, grant)
   local ttl = redis.call('PTTL', key)
   if ttl < 0 then
     ttl = tonumber(ARGV[2 * i])
     redis.call('PEXPIRE', key, ttl)
   end
   if count > tonumber(ARGV[2 * i - 1]) then
-    return {i - 1, count, ttl}
+    return {i - 1, count, ttl, 1, ttl}
   end
+  if soonest == nil or ttl < soonest then soonest = ttl end
   if i == 1 then
     first = {0, count, ttl}
   end
 end
-return first
+return {first[1], first[2], first[3], grant, soonest}
 """
+
+#: The most requests one lease counts, and the share of the smallest room left it may take.
+LEASE_MAX = 64
+LEASE_SHARE = 16
 
 
 def route_class(endpoint: str | None) -> RouteClass | None:
@@ -244,13 +281,35 @@ def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
+class _Lease:
+    """Requests of one client and class counted in Redis ahead of time, spent here."""
+
+    __slots__ = ("tokens", "count", "ends", "resets")
+
+    def __init__(self, tokens: int, count: int, ends: float, resets: float) -> None:
+        self.tokens = tokens  # counted in Redis, not yet spent by a request
+        self.count = count  # the first limit's count as of the last request spent
+        self.ends = ends  # monotonic time the first of the windows resets: the lease with it
+        self.resets = resets  # monotonic time the first limit's window resets (the headers)
+
+
 class RedisCounters:
-    """Counters in Redis, shared by every worker and replica: one ``EVALSHA`` per request.
+    """Counters in Redis, shared by every worker and replica: one ``EVALSHA`` per request, or
+    per lease of requests while the client is far from its limits.
 
     The client (URL forms, TLS, password, database, timeouts) is the one :pypi:`limits` builds.
     Each request thread keeps one connection of its own and sends a command whose fixed parts
     were encoded once: redis-py's command path (pool checkout, argument encoding, retries)
     costs more CPU than the round trip itself.
+
+    Leases (:data:`_SCRIPT`): a client far from its limits has up to :data:`LEASE_MAX` requests
+    counted at once, and this process lets them through without asking Redis again until they
+    are spent or the first window resets. No limit is ever passed: a lease is at most
+    1/:data:`LEASE_SHARE` of the room left, and near a limit each request is counted alone. What
+    a lease changes: requests counted in one process's lease and not yet sent are counted
+    already, so a client spread over several workers can be refused up to those few requests
+    early, and ``X-RateLimit-Remaining`` does not see the other processes' requests until the
+    next lease.
 
     :param uri: ``redis://`` or ``rediss://`` URL.
     """
@@ -273,25 +332,65 @@ class RedisCounters:
         self._sha = hashlib.sha1(_SCRIPT).hexdigest().encode()
         self._local = threading.local()
         self._commands: dict[str, tuple[bytes, tuple[bytes, ...], bytes]] = {}
+        self._leases: dict[tuple[str, str], _Lease] = {}
+        self._lease_lock = threading.Lock()
+        self._sweep_at = time.monotonic() + _SWEEP_INTERVAL
         _REDIS_COUNTERS.add(self)
 
     def forget_connections(self) -> None:
-        """Open new connections from now on (in a forked child: the parent's are its own)."""
+        """Open new connections from now on and drop every lease (in a forked child: the
+        parent's connections and leased requests are its own, and spending them in two
+        processes would let twice the lease through)."""
         self._local = threading.local()
+        self._lease_lock = threading.Lock()
+        self._leases = {}
 
     def prepare(self, limits: ClassLimits) -> None:
         """Encode the parts of ``limits``' command that do not depend on the client."""
         n = len(limits.amounts)
-        head = b"*%d\r\n" % (3 + 3 * n) + _bulk(b"EVALSHA") + _bulk(self._sha)
+        # EVALSHA, the sha, n, n keys, 2n limit arguments, the lease's most and share.
+        head = b"*%d\r\n" % (5 + 3 * n) + _bulk(b"EVALSHA") + _bulk(self._sha)
         head += _bulk(b"%d" % n) + b"$"
         tails = tuple(tail.encode() for tail in limits.key_tails)
         argv = b"".join(
             _bulk(b"%d" % amount) + _bulk(b"%d" % (seconds * 1000))
             for amount, seconds in zip(limits.amounts, limits.seconds, strict=True)
         )
+        argv += _bulk(b"%d" % LEASE_MAX) + _bulk(b"%d" % LEASE_SHARE)
         self._commands[limits.name] = (head, tails, argv)
 
     def incr(self, limits: ClassLimits, client: str) -> Window:
+        lease_key = (limits.name, client)
+        now = time.monotonic()
+        with self._lease_lock:
+            lease = self._leases.get(lease_key)
+            if lease is not None and lease.tokens > 0 and now < lease.ends:
+                lease.tokens -= 1
+                lease.count += 1
+                return 0, lease.count, lease.resets - now
+        index, count, reset_in, granted, ends_in = self._count(limits, client)
+        if granted <= 1:
+            return index, count, reset_in
+        mine = count - granted + 1  # this request is the first of the lease
+        tokens = granted - 1
+        with self._lease_lock:
+            if now >= self._sweep_at:
+                self._sweep(now)
+            # Another thread took a lease meanwhile: keep its requests too (they are counted).
+            other = self._leases.get(lease_key)
+            if other is not None and other.tokens > 0 and now < other.ends:
+                tokens += other.tokens
+            self._leases[lease_key] = _Lease(tokens, mine, now + ends_in, now + reset_in)
+        return index, mine, reset_in
+
+    def _sweep(self, now: float) -> None:
+        """Drop the leases whose windows are over (called under the lease lock)."""
+        self._leases = {k: lease for k, lease in self._leases.items() if lease.ends > now}
+        self._sweep_at = now + _SWEEP_INTERVAL
+
+    def _count(self, limits: ClassLimits, client: str) -> tuple[int, int, float, int, float]:
+        """One round trip: (index, count, seconds to reset, requests granted, seconds until
+        the lease must end)."""
         head, tails, argv = self._commands[limits.name]
         prefix = (_KEY_HEAD + client).encode()
         keys = b"$".join(
@@ -314,8 +413,8 @@ class RedisCounters:
         except BaseException:
             conn.disconnect()  # never reuse a connection that may hold half a reply
             raise
-        index, count, ttl_ms = reply
-        return int(index), int(count), int(ttl_ms) / 1000
+        index, count, ttl_ms, granted, ends_ms = reply
+        return int(index), int(count), int(ttl_ms) / 1000, int(granted), int(ends_ms) / 1000
 
     def _call(self, conn: Any, command: bytes) -> list[int]:
         conn.send_packed_command((command,), check_health=False)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask import Response
+from flask import request
 
 from .. import __version__
 from .. import workers
+from ..web.page import render_page
+from ..web.page import wants_html
 from ._handlers import get_handlers
 from ._json import json_response
 
@@ -15,7 +18,14 @@ bp = Blueprint("ops", __name__)
 
 @bp.get("/")
 def index() -> Response:
-    """A machine-readable map of the API (the web page comes later)."""
+    """The web page for a browser (``Accept: text/html``), else a machine-readable map of the
+    API; ``Vary: Accept`` tells caches that the two differ."""
+    response = render_page() if wants_html(request) else _api_map()
+    response.vary.add("Accept")
+    return response
+
+
+def _api_map() -> Response:
     service = get_handlers().service
     return json_response(
         {
@@ -33,6 +43,8 @@ def index() -> Response:
                 "per_model": "/models/<name>[/versions/<int:version>]/"
                 "{predict,predict_batch,predict_image,predict_image_base64}",
                 "v2": "/v2 (Open Inference Protocol: /v2/models/<name>[/versions/<v>]/infer)",
+                "openapi": "/openapi.json",
+                "docs": "/docs",
             },
         }
     )
