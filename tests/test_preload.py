@@ -94,3 +94,35 @@ def test_freeze_moves_what_exists_out_of_the_collector() -> None:
         assert gc.get_freeze_count() > 1000
     finally:
         gc.unfreeze()
+
+
+def test_the_registry_knows_which_runtimes_are_fork_safe_without_importing_them() -> None:
+    from modelserve.runtimes import registry
+
+    for name in registry.runtime_names():
+        assert registry.is_fork_safe(name) is registry.get_runtime_class(name).fork_safe, name
+
+
+def test_preloading_never_imports_onnxruntime_or_torch_into_the_main_process(
+    tmp_path: Path,
+) -> None:
+    """A worker forked from a process that imported them hangs at exit (their thread pools)."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "models"
+    models.write_model(root, "native", models.iris())
+    models.write_model(root, "compiled", models.iris(), manifest={"runtime": "auto"})
+    models.write_model(root, "graph", models.iris(), manifest={"runtime": "onnx"})
+    code = (
+        "import sys\n"
+        "from modelserve.repository import ModelRepository\n"
+        "from modelserve.settings import ServerSettings\n"
+        f"s = ServerSettings(profile='testing', model_path={str(root)!r})\n"
+        "print(sorted(ModelRepository(s).preload()))\n"
+        "print(sorted(m for m in ('onnxruntime', 'torch') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.splitlines()
+    assert out == ["['native/1']", "[]"]

@@ -45,6 +45,7 @@ from .mlflow import load_mlflow_manifest
 from .runtimes.base import ArtifactSet
 from .runtimes.base import Runtime
 from .runtimes.registry import get_runtime_class
+from .runtimes.registry import is_fork_safe
 from .runtimes.registry import known_extensions
 from .runtimes.registry import runtime_for_file
 from .settings import ServerSettings
@@ -466,9 +467,9 @@ class ModelRepository:
             for source in candidates[:latest]:
                 try:
                     prepared = self._prepare(source)
+                    if not is_fork_safe(prepared.runtime_name):
+                        continue  # never import onnxruntime or torch into the main process
                     runtime_class = get_runtime_class(prepared.runtime_name)
-                    if not runtime_class.fork_safe:
-                        continue
                     runtime = runtime_class(prepared.artifacts)
                     runtime.load()
                 except Exception as exc:  # the worker loads it and reports what is wrong

@@ -17,6 +17,11 @@ _RUNTIMES: dict[str, tuple[str, str]] = {
     "xgboost": ("modelserve.runtimes.xgboost:XGBoostRuntime", "xgboost"),
     "lightgbm": ("modelserve.runtimes.lightgbm:LightGBMRuntime", "lightgbm"),
 }
+#: Runtimes whose loaded models a server's main process may load before forking its workers
+#: (each class says so in ``Runtime.fork_safe``; a test keeps the two in step). Known without
+#: importing the runtime: importing onnxruntime or torch into the main process is what must
+#: not happen (their thread pools do not survive the fork, and a worker then hangs at exit).
+_FORK_SAFE: set[str] = {"sklearn"}
 #: file extension -> runtime name, for manifests (or single files) that name no runtime.
 _EXTENSIONS: dict[str, str] = {
     # scikit-learn artifacts are compiled to ONNX when that gives the same answers.
@@ -36,9 +41,15 @@ _EXTENSIONS: dict[str, str] = {
 }
 
 
-def register_runtime(name: str, target: str, extra: str, extensions: tuple[str, ...] = ()) -> None:
+def register_runtime(
+    name: str, target: str, extra: str, extensions: tuple[str, ...] = (), fork_safe: bool = False
+) -> None:
     """Make ``runtime: name`` in a manifest load ``target`` (``"package.module:Class"``)."""
     _RUNTIMES[name] = (target, extra)
+    if fork_safe:
+        _FORK_SAFE.add(name)
+    else:
+        _FORK_SAFE.discard(name)
     for ext in extensions:
         _EXTENSIONS[ext] = name
 
@@ -50,6 +61,11 @@ def runtime_names() -> list[str]:
 def runtime_for_file(path: Path) -> str | None:
     """Guess the runtime from a file's extension, or ``None``."""
     return _EXTENSIONS.get(path.suffix.lower())
+
+
+def is_fork_safe(name: str) -> bool:
+    """Whether runtime ``name`` may be preloaded before the fork, without importing it."""
+    return name in _FORK_SAFE
 
 
 def known_extensions() -> list[str]:
