@@ -19,16 +19,21 @@ from ..floats import widen_float32
 from ..types import PREDICT_OUTPUT
 from ..types import PROBA_OUTPUT
 from ..types import Signature
+from ..types import Tensor
 from ..types import TensorDict
 from ._wording import describe
+from ._wording import json_value
 from ._wording import malformed
+from ._wording import summary
 from .depth import ORJSON_DEPTH_ERROR
 from .depth import ORJSON_MAX_DEPTH
 from .depth import check_depth
 from .depth import too_deep
+from .columns import ColumnCheck
 from .schema import Validator
 from .schema import array_schema
 from .schema import object_schema
+from .tables import ForeignColumn
 
 
 def parse_json(body: bytes, max_depth: int | None = None) -> Any:
@@ -75,6 +80,14 @@ class SeedCodec:
         self._row_of = getter if len(names) > 1 else (lambda obj: (getter(obj),))
         self._dtype: Any = np.float64 if signature.numeric else object
         self._fast = _VectorCheck.build(signature, allow_extra)
+        self._columns = ColumnCheck(signature, allow_extra, max_string_length)
+        classes = signature.classes
+        #: The keys of a columns answer's probabilities: the labels as JSON writes them.
+        self._proba_keys: list[str] | None = (
+            [c if isinstance(c, str) else json_value(c) for c in classes]
+            if classes is not None
+            else None
+        )
         self._names_of: dict[Any, str] | None = None
         if signature.classes is not None and signature.class_names is not None:
             self._names_of = dict(zip(signature.classes, signature.class_names, strict=True))
@@ -102,7 +115,7 @@ class SeedCodec:
             )
         problems = self.object_validator.errors(payload)
         if problems:
-            raise InvalidInput(_summary(problems), problems)
+            raise InvalidInput(summary(problems), problems)
         return np.array([self._row_of(payload)], dtype=self._dtype)
 
     def decode_batch(self, payload: Any, body: bytes | None = None) -> np.ndarray:
@@ -132,7 +145,11 @@ class SeedCodec:
                 "(MODELSERVE_MAX_BATCH_ROWS)"
             )
         if self._fast is not None and body is not None:
-            checked = self._fast.array(rows, body, self._row_of)
+            # Quotes the top level accounts for: its keys, and string values ("format").
+            quotes = 2 * sum(
+                1 + (type(v) is str and k != "instances") for k, v in payload.items()
+            )
+            checked = self._fast.array(rows, body, self._row_of, quotes)
             if checked is not None:
                 return checked
         problems: list[dict[str, str]] = []
@@ -151,10 +168,33 @@ class SeedCodec:
                     }
                 )
         if problems:
-            raise InvalidInput(_summary(problems), problems)
+            raise InvalidInput(summary(problems), problems)
         row_of = self._row_of
         table = [row_of(r) if isinstance(r, dict) else r for r in rows]
         return np.array(table, dtype=self._dtype).reshape(len(rows), self._n)
+
+    def batch_format(self, payload: dict[str, Any]) -> str:
+        """The answer layout a batch asks for: ``"rows"`` (the default) or ``"columns"``.
+
+        :raises InvalidInput: for any other ``format``.
+        """
+        fmt = payload.get("format", "rows")
+        if fmt not in ("rows", "columns"):
+            raise InvalidInput(
+                f'format must be "rows" or "columns", got {json_value(fmt)}',
+                [{"path": "format", "message": f'is {describe(fmt)}, not "rows" or "columns"'}],
+            )
+        return str(fmt)
+
+    def decode_table(self, data: dict[str, Tensor | ForeignColumn] | Tensor) -> np.ndarray:
+        """Named columns (Arrow, Parquet) or one number array in feature order (``.npy``),
+        as :func:`~modelserve.codecs.tables.read_table` gives them -> the model's table.
+
+        :raises InvalidInput: naming each feature and the first row that breaks a rule.
+        """
+        if isinstance(data, dict):
+            return self._columns.table(data)
+        return self._columns.matrix(data)
 
     # -- encoding ---------------------------------------------------------------------------
 
@@ -195,6 +235,50 @@ class SeedCodec:
                 for i, (p, q, n) in enumerate(zip(labels, probs, names, strict=True))
             ]
         return {"predictions": items, "status": "success"}
+
+
+    def encode_columns(self, outputs: TensorDict) -> dict[str, Any]:
+        """Every row's answer as one array per field, in row order: ``predictions``,
+        ``class_names`` (when the model names its classes) and ``probabilities`` (one array
+        per class, keyed by the label as JSON writes it; ``null`` for regressors).
+
+        The arrays stay numpy arrays: orjson writes them without a Python object per value,
+        float32 ones at float32 precision as :meth:`encode_one` does.
+        """
+        labels = outputs[PREDICT_OUTPUT]
+        body: dict[str, Any] = {"format": "columns", "predictions": _json_array(labels)}
+        if self._names_of is not None:
+            names_of = self._names_of
+            body["class_names"] = [names_of[label] for label in labels.tolist()]
+        proba = outputs.get(PROBA_OUTPUT)
+        if proba is None:
+            body["probabilities"] = None
+        else:
+            by_class = np.ascontiguousarray(proba.T)
+            keys = self._proba_keys
+            if keys is None or len(keys) != len(by_class):
+                keys = [str(j) for j in range(len(by_class))]
+            body["probabilities"] = dict(zip(keys, by_class, strict=True))
+        body["status"] = "success"
+        return body
+
+    @staticmethod
+    def table_columns(answer: dict[str, Any]) -> dict[str, Any]:
+        """A columns answer (:meth:`encode_columns`) as flat named columns for a table:
+        ``prediction``, ``class_name``, then ``probability_<label>`` per class."""
+        columns: dict[str, Any] = {"prediction": answer["predictions"]}
+        if "class_names" in answer:
+            columns["class_name"] = answer["class_names"]
+        for key, values in (answer.get("probabilities") or {}).items():
+            columns[f"probability_{key}"] = values
+        return columns
+
+
+def _json_array(values: np.ndarray) -> Any:
+    """An array orjson can write as it is (contiguous numbers), else a list."""
+    if values.dtype.kind in "biuf":
+        return np.ascontiguousarray(values)
+    return values.tolist()
 
 
 class _VectorCheck:
@@ -251,15 +335,21 @@ class _VectorCheck:
             return None
         return x
 
-    def array(self, rows: list[Any], body: bytes, row_of: Any) -> np.ndarray | None:
-        """The validated array, or ``None`` when the batch needs the row-by-row check."""
+    def array(
+        self, rows: list[Any], body: bytes, row_of: Any, quotes: int = 2
+    ) -> np.ndarray | None:
+        """The validated array, or ``None`` when the batch needs the row-by-row check.
+
+        :param quotes: how many ``"`` the body's top level holds (``"instances"`` and any
+            other key, and string values such as ``"format": "columns"``).
+        """
         if b"true" in body or b"false" in body or b"null" in body:
             return None
-        quotes = 2  # "instances"
         table: list[Any] = []
         append = table.append
         width = self.width
-        for row in rows:
+        # Rows that are all lists in feature order are the table already (checked in C).
+        for row in () if set(map(type, rows)) == {list} else rows:
             if type(row) is dict:
                 if len(row) != width and not self.allow_extra:
                     return None
@@ -274,6 +364,8 @@ class _VectorCheck:
                 return None
         if body.count(b'"') != quotes:  # a string value somewhere (or an odd key): not proven
             return None
+        if not table:
+            table = rows
         try:
             x = np.array(table, dtype=np.float64)
         except (ValueError, TypeError):
@@ -285,9 +377,3 @@ class _VectorCheck:
 
 def _widened(values: np.ndarray | None) -> np.ndarray | None:
     return None if values is None else widen_float32(values)
-
-
-def _summary(problems: list[dict[str, str]]) -> str:
-    first = problems[0]
-    more = f" (and {len(problems) - 1} more problem(s), see details)" if len(problems) > 1 else ""
-    return f"Invalid input: {first['path']} {first['message']}{more}"
