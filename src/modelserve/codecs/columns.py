@@ -116,7 +116,8 @@ def _column_problems(
     if values.dtype == object:
         nulls = [i for i, v in enumerate(values.tolist()) if v is None]
         if nulls:
-            return [{"path": f"{name}[{nulls[0]}]", "message": f"is null, not {_ONE[feature.type]}"}]
+            what = f"is null, not {_ONE[feature.type]}"
+            return [{"path": f"{name}[{nulls[0]}]", "message": what}]
     kind = values.dtype.kind
     if feature.type in ("number", "integer"):
         if kind not in "iuf":

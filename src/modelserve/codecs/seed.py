@@ -25,11 +25,11 @@ from ._wording import describe
 from ._wording import json_value
 from ._wording import malformed
 from ._wording import summary
+from .columns import ColumnCheck
 from .depth import ORJSON_DEPTH_ERROR
 from .depth import ORJSON_MAX_DEPTH
 from .depth import check_depth
 from .depth import too_deep
-from .columns import ColumnCheck
 from .schema import Validator
 from .schema import array_schema
 from .schema import object_schema
@@ -146,9 +146,7 @@ class SeedCodec:
             )
         if self._fast is not None and body is not None:
             # Quotes the top level accounts for: its keys, and string values ("format").
-            quotes = 2 * sum(
-                1 + (type(v) is str and k != "instances") for k, v in payload.items()
-            )
+            quotes = 2 * sum(1 + (type(v) is str and k != "instances") for k, v in payload.items())
             checked = self._fast.array(rows, body, self._row_of, quotes)
             if checked is not None:
                 return checked
@@ -235,7 +233,6 @@ class SeedCodec:
                 for i, (p, q, n) in enumerate(zip(labels, probs, names, strict=True))
             ]
         return {"predictions": items, "status": "success"}
-
 
     def encode_columns(self, outputs: TensorDict) -> dict[str, Any]:
         """Every row's answer as one array per field, in row order: ``predictions``,
