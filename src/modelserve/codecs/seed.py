@@ -290,7 +290,7 @@ class _VectorCheck:
       feature name), so no value is a string;
     - every object row has exactly the feature keys (unless extra fields are allowed);
     - the rows form a ``[rows, features]`` float array, within each feature's bounds, with
-      whole numbers in integer features.
+      whole numbers in integer features, in each feature's enum (``np.isin``).
     """
 
     def __init__(self, signature: Signature, allow_extra: bool) -> None:
@@ -301,11 +301,22 @@ class _VectorCheck:
         self.high = np.array([np.inf if f.maximum is None else f.maximum for f in features])
         self.bounded = bool(np.isfinite(self.low).any() or np.isfinite(self.high).any())
         self.integer = np.array([f.type == "integer" for f in features])
+        #: (column, allowed values) of each feature with an enum.
+        self.enums = [
+            (j, np.asarray(f.enum, dtype=np.float64))
+            for j, f in enumerate(features)
+            if f.enum is not None
+        ]
 
     @classmethod
     def build(cls, signature: Signature, allow_extra: bool) -> _VectorCheck | None:
-        if not signature.numeric or any(f.enum is not None for f in signature.features):
+        if not signature.numeric:
             return None
+        for f in signature.features:
+            # Enums of plain numbers compare by value in numpy as in the schema; anything
+            # else (a boolean or a string in a number's enum) is left to the schema.
+            if f.enum is not None and any(type(v) not in (int, float) for v in f.enum):
+                return None
         if any('"' in f.name or "\\" in f.name for f in signature.features):
             return None
         return cls(signature, allow_extra)
@@ -330,6 +341,9 @@ class _VectorCheck:
             return None
         if self.integer.any() and (x[:, self.integer] != np.floor(x[:, self.integer])).any():
             return None
+        for j, allowed in self.enums:
+            if not np.isin(x[:, j], allowed).all():
+                return None
         return x
 
     def array(

@@ -90,7 +90,7 @@ def read_table(
             table = _read_arrow(pa, body, max_rows)
         else:
             table = _read_parquet(pa, body, max_rows)
-    except pa.ArrowException as exc:
+    except (pa.ArrowException, OSError, ValueError) as exc:  # truncated bodies: OSError
         name = "Arrow IPC stream" if content_type == ARROW else "Parquet file"
         raise InvalidInput(f"The body is not a valid {name}: {exc}") from None
     return _columns(pa, table)
