@@ -97,9 +97,7 @@ class V2Protocol:
         pause = gc_paused() if len(body) > _BIG_BODY else nullcontext()
         try:
             with pause:
-                request = decode_request(
-                    body, header_length, self._service.settings.max_json_depth
-                )
+                request = decode_request(body, header_length, self._service.settings.max_json_depth)
                 wanted = sv.v2.check_outputs(request.outputs)
                 images = _encoded_images(sv, request.inputs)
                 if images is not None:
