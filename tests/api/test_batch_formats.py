@@ -82,7 +82,9 @@ def test_answers_come_in_the_accepted_format(client: FlaskClient, answer: str) -
         names = models.iris().class_names
         assert names is not None
         assert got.column("class_name").to_pylist() == [names[i] for i in labels]
-        assert np.array_equal(np.column_stack([got.column(f"probability_{k}") for k in "012"]), proba)
+        assert np.array_equal(
+            np.column_stack([got.column(f"probability_{k}") for k in "012"]), proba
+        )
         assert got.schema.metadata == {b"model": b"iris", b"version": b"1"}
     # A JSON body can ask for a table answer too.
     resp = client.post(URL, json={"instances": x.tolist()}, headers={"Accept": answer})
@@ -98,9 +100,7 @@ def test_the_columns_answer_mirrors_the_rows_answer(client: FlaskClient) -> None
         "format": "columns",
         "predictions": [p["prediction"] for p in predictions],
         "class_names": [p["class_name"] for p in predictions],
-        "probabilities": {
-            str(k): [p["probability"][k] for p in predictions] for k in range(3)
-        },
+        "probabilities": {str(k): [p["probability"][k] for p in predictions] for k in range(3)},
         "status": "success",
         "model": "iris",
         "version": "1",

@@ -61,14 +61,12 @@ class ColumnCheck:
                 problems += _column_problems(feature, values, self.max_string_length)
         if problems:
             raise InvalidInput(summary(problems), problems)
-        arrays = [columns[n] for n in self.names]
+        # No problems: every feature's column is an array now (a ForeignColumn is one).
+        arrays = [np.asarray(columns[n]) for n in self.names]
         if self.numeric:
-            return np.column_stack([np.asarray(a, dtype=np.float64) for a in arrays])
-        first = arrays[0]
-        assert isinstance(first, np.ndarray)
-        table: Tensor = np.empty((len(first), len(arrays)), dtype=object)
+            return np.column_stack([a.astype(np.float64, copy=False) for a in arrays])
+        table: Tensor = np.empty((len(arrays[0]), len(arrays)), dtype=object)
         for j, values in enumerate(arrays):
-            assert isinstance(values, np.ndarray)
             # Numbers become Python ints and floats here, as the JSON routes hand them over.
             table[:, j] = values.tolist()
         return table

@@ -25,6 +25,7 @@ from ._wording import describe
 from ._wording import json_value
 from ._wording import malformed
 from ._wording import summary
+from .cells import CellCheck
 from .columns import ColumnCheck
 from .depth import ORJSON_DEPTH_ERROR
 from .depth import ORJSON_MAX_DEPTH
@@ -80,6 +81,11 @@ class SeedCodec:
         self._row_of = getter if len(names) > 1 else (lambda obj: (getter(obj),))
         self._dtype: Any = np.float64 if signature.numeric else object
         self._fast = _VectorCheck.build(signature, allow_extra)
+        self._cells = (
+            CellCheck.build(signature, allow_extra, max_string_length)
+            if self._fast is None
+            else None
+        )
         self._columns = ColumnCheck(signature, allow_extra, max_string_length)
         classes = signature.classes
         #: The keys of a columns answer's probabilities: the labels as JSON writes them.
@@ -150,6 +156,10 @@ class SeedCodec:
             checked = self._fast.array(rows, body, self._row_of, quotes)
             if checked is not None:
                 return checked
+        if self._cells is not None:
+            proven = self._cells.table(rows, self._row_of)
+            if proven is not None:
+                return np.array(proven, dtype=self._dtype).reshape(len(rows), self._n)
         problems: list[dict[str, str]] = []
         obj_errors = self.object_validator.errors
         arr_errors = self.array_validator.errors
