@@ -97,6 +97,14 @@ class SeedCodec:
         self._names_of: dict[Any, str] | None = None
         if signature.classes is not None and signature.class_names is not None:
             self._names_of = dict(zip(signature.classes, signature.class_names, strict=True))
+        #: Numeric labels and their names, sorted by label, to name a column of labels with
+        #: one ``searchsorted`` instead of a dict lookup per row.
+        self._sorted_names: tuple[np.ndarray, np.ndarray] | None = None
+        if self._names_of is not None and all(type(c) in (int, float) for c in self._names_of):
+            labels = np.asarray(list(self._names_of), dtype=np.float64)
+            order = np.argsort(labels)
+            named = np.asarray(list(self._names_of.values()), dtype=object)
+            self._sorted_names = (labels[order], named[order])
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -255,8 +263,7 @@ class SeedCodec:
         labels = outputs[PREDICT_OUTPUT]
         body: dict[str, Any] = {"format": "columns", "predictions": _json_array(labels)}
         if self._names_of is not None:
-            names_of = self._names_of
-            body["class_names"] = [names_of[label] for label in labels.tolist()]
+            body["class_names"] = self._name_column(labels)
         proba = outputs.get(PROBA_OUTPUT)
         if proba is None:
             body["probabilities"] = None
@@ -268,6 +275,17 @@ class SeedCodec:
             body["probabilities"] = dict(zip(keys, by_class, strict=True))
         body["status"] = "success"
         return body
+
+    def _name_column(self, labels: np.ndarray) -> list[str]:
+        """The class name of each label, in one numpy pass where labels are numbers."""
+        if self._sorted_names is not None and labels.dtype.kind in "iuf" and labels.size:
+            known, names = self._sorted_names
+            at = np.minimum(np.searchsorted(known, labels), len(known) - 1)
+            if (known[at] == labels).all():
+                found: list[str] = names[at].tolist()
+                return found
+        names_of = self._names_of or {}
+        return [names_of[label] for label in labels.tolist()]
 
     @staticmethod
     def table_columns(answer: dict[str, Any]) -> dict[str, Any]:
