@@ -224,3 +224,39 @@ def test_without_pyarrow_arrow_is_415_and_npy_still_works(
     assert resp.status_code == 415
     assert "pip install 'modelserve[arrow]'" in resp.json["error"]
     assert client.post(URL, data=npy_bytes(x), content_type=tables.NPY).status_code == 200
+
+
+def test_cached_columns_answers_are_the_same_in_every_format(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    models.write_model(root, "iris", models.iris(), manifest={"cache": {"ttl_seconds": 60}})
+    client = create_app(ServerSettings(profile="testing", model_path=root)).test_client()
+    x, table = iris_table(slice(0, 150, 10))
+    first = client.post(URL, json={"instances": x.tolist(), "format": "columns"}).json
+    again = client.post(URL, json={"instances": x.tolist(), "format": "columns"}).json
+    assert again == first
+    # The Arrow answer for the same rows comes from the cached columns answer too.
+    resp = client.post(
+        URL, data=arrow_bytes(table), content_type=tables.ARROW, headers={"Accept": tables.ARROW}
+    )
+    got = read_answer(resp.data, tables.ARROW)
+    assert got.column("prediction").to_pylist() == first["predictions"]
+    assert got.column("probability_2").to_pylist() == first["probabilities"]["2"]
+    stats = client.get("/models/iris").json["cache"]
+    assert stats["hits"] >= 2, stats
+
+
+def test_the_prediction_log_reads_a_columns_answer() -> None:
+    from modelserve.predlog import output_columns
+
+    answer = {
+        "format": "columns",
+        "predictions": np.array([0, 2]),
+        "probabilities": {"0": np.array([0.9, 0.1]), "1": np.array([0.1, 0.9])},
+    }
+    assert output_columns(answer) == {
+        "predict": [0, 2],
+        "predict_proba": [[0.9, 0.1], [0.1, 0.9]],
+    }
+    assert output_columns({"format": "columns", "predictions": [1.5], "probabilities": None}) == {
+        "predict": [1.5]
+    }
