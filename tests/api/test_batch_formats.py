@@ -89,6 +89,12 @@ def test_answers_come_in_the_accepted_format(client: FlaskClient, answer: str) -
     # A JSON body can ask for a table answer too.
     resp = client.post(URL, json={"instances": x.tolist()}, headers={"Accept": answer})
     assert resp.status_code == 200 and resp.mimetype == answer
+    if answer == tables.PARQUET:  # and Parquet's older name works as well
+        old = client.post(
+            URL, json={"instances": x.tolist()}, headers={"Accept": "application/x-parquet"}
+        )
+        assert old.mimetype == "application/x-parquet"
+        assert read_answer(old.data, answer) == read_answer(resp.data, answer)
 
 
 def test_the_columns_answer_mirrors_the_rows_answer(client: FlaskClient) -> None:

@@ -43,11 +43,11 @@ def predict_batch(name: str | None = None, version: int | None = None) -> Respon
     fmt = request.args.get("format", "rows")
     if fmt not in ("rows", "columns"):
         raise InvalidInput(
-            f'format must be "rows" or "columns", got {fmt!r}',
-            [{"path": "format", "message": "is not rows or columns"}],
+            f'format must be "rows" or "columns", got "{fmt}"',
+            [{"path": "format", "message": f'is "{fmt}", not "rows" or "columns"'}],
         )
     answer = get_handlers().seed.predict_batch(
-        name, version, body, content_type, accept or tables.JSON, fmt == "columns"
+        name, version, body, content_type, accept, fmt == "columns"
     )
     if isinstance(answer, bytes):
         return Response(answer, mimetype=accept)

@@ -38,7 +38,7 @@ TABLE_TYPES = {
     NPY: NPY,
 }
 #: What an answer can be written as, JSON first (the default).
-ANSWER_TYPES = (JSON, ARROW, PARQUET, NPY)
+ANSWER_TYPES = (JSON, ARROW, PARQUET, "application/x-parquet", NPY)
 
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -233,6 +233,7 @@ def write_table(
     Arrow and Parquet carry every column and ``metadata`` (in the schema); ``.npy`` carries
     the first column only (the predictions), as a 1-D array.
     """
+    content_type = TABLE_TYPES.get(content_type, content_type)
     if content_type == NPY:
         first = np.asarray(next(iter(columns.values())))
         if first.dtype == object:
