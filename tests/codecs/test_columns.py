@@ -32,6 +32,14 @@ MIXED = Signature(
     ),
     task="regression",
 )
+FLAGGED = Signature(
+    features=(
+        Feature("city", "string"),
+        Feature("flag", "boolean"),
+        Feature("k", "integer", enum=(1, 2, 3)),
+    ),
+    task="regression",
+)
 #: Values a client might put in a cell: valid ones most of the time, then each kind of mistake.
 GOOD = {
     "a": [0.0, 3.5, 10.0, 7],
@@ -40,6 +48,8 @@ GOOD = {
     "x": [5.0, -1.5, 0],
     "city": ["Oslo", "Bergen"],
     "n": [1, 9, 2.0],
+    "flag": [True, False],
+    "k": [1, 2, 3, 2.0],
 }
 BAD = {
     "a": [-0.5, 10.5, True, None, "3"],
@@ -48,6 +58,8 @@ BAD = {
     "x": [5.5, "5", None],
     "city": ["Paris", 3, None, ""],
     "n": [0, 1.5, True],
+    "flag": [1, 0, "true", None],
+    "k": [4, True, "1"],
 }
 
 
@@ -81,7 +93,9 @@ def outcome(run: Any) -> Any:
     return ("ok", x.dtype, x.tolist())
 
 
-@pytest.mark.parametrize("signature", [NUMERIC, MIXED], ids=["numeric", "mixed"])
+@pytest.mark.parametrize(
+    "signature", [NUMERIC, MIXED, FLAGGED], ids=["numeric", "mixed", "booleans"]
+)
 def test_the_batch_paths_agree_with_the_row_by_row_check(signature: Signature) -> None:
     codec = SeedCodec(signature, allow_extra=False, max_rows=100)
     names = signature.feature_names

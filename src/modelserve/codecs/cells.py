@@ -93,8 +93,10 @@ class CellCheck:
             if not _numbers_valid(feature, column, int in types):
                 return False
         if enum is not None:
-            # bool is not an int here: True == 1 in a set, but the schema tells them apart.
-            if feature.type != "boolean" and any(type(v) is bool for v in enum):
+            # True == 1 in a set, but the schema tells booleans from numbers: unless the
+            # enum holds booleans exactly when the feature is one, leave it to the schema.
+            booleans = sum(type(v) is bool for v in enum)
+            if booleans != (len(enum) if feature.type == "boolean" else 0):
                 return False
             return set(column) <= enum
         return True
