@@ -306,6 +306,10 @@ def _json_array(values: np.ndarray) -> Any:
     return values.tolist()
 
 
+#: Every byte but the letters of JSON's true, false and null.
+_NOT_TOKEN_LETTERS = bytes(b for b in range(256) if b not in b"truefalsn")
+
+
 class _VectorCheck:
     """Validate a whole numeric batch at once, accepting only what the schema accepts.
 
@@ -382,7 +386,11 @@ class _VectorCheck:
         :param quotes: how many ``"`` the body's top level holds (``"instances"`` and any
             other key, and string values such as ``"format": "columns"``).
         """
-        if b"true" in body or b"false" in body or b"null" in body:
+        # Searching 2 MB for "true" is slow: its last letter, e, fills exponents. Keeping only
+        # the letters of true/false/null (one pass in C) leaves any such token contiguous,
+        # in a far shorter text; letters of keys may form false alarms, never misses.
+        letters = body.translate(None, _NOT_TOKEN_LETTERS)
+        if b"true" in letters or b"false" in letters or b"null" in letters:
             return None
         table: list[Any] = []
         append = table.append
