@@ -62,6 +62,25 @@ def test_seed_routes(client: ModelServeClient) -> None:
     assert [p["prediction"] for p in batch["predictions"]] == labels.tolist()
 
 
+def test_tables_and_arrays_score_like_json(client: ModelServeClient) -> None:
+    import pyarrow as pa
+
+    trained = models.forest()
+    x = trained.x[:40]
+    labels, proba = trained.expected(x)
+    assert proba is not None
+    frame = {name: x[:, j] for j, name in enumerate(trained.feature_names)}
+    for fmt in ("arrow", "parquet"):
+        table = client.predict_table(frame, model="forest", fmt=fmt)
+        assert isinstance(table, pa.Table)
+        assert table.column("prediction").to_pylist() == labels.tolist()
+        assert np.allclose(table.column("probability_1").to_numpy(), proba[:, 1])
+    assert client.predict_array(x, model="forest").tolist() == labels.tolist()
+    with pytest.raises(ClientError) as info:
+        client.predict_array(x[:, :5], model="forest")
+    assert info.value.status == 400 and "takes 30 features" in str(info.value)
+
+
 def test_v2_health_and_metadata(client: ModelServeClient) -> None:
     assert client.server_live()
     assert client.server_ready()

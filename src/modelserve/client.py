@@ -10,6 +10,7 @@ Example::
                         "petal_length": 1.4, "petal_width": 0.2})
         result = client.infer("iris", {"input": x})       # x: a [rows, 4] numpy array
         result.outputs["predict_proba"]
+        client.predict_array(x)                            # the same rows as .npy: labels
         job = client.submit_job("rows.csv", model="iris", id_column="key")
         client.wait_job(job["id"])                         # its state once finished
         with open("predictions.csv", "wb") as out:
@@ -37,6 +38,7 @@ from urllib.parse import quote
 import numpy as np
 import requests
 
+from .codecs import tables
 from .codecs.v2 import RequestOutput
 from .codecs.v2 import decode_response
 from .codecs.v2 import encode_request
@@ -46,6 +48,7 @@ from .types import TensorDict
 _HEADER_LENGTH = "Inference-Header-Content-Length"
 #: The states a job never leaves.
 _FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+_TABLE_TYPES = {"arrow": tables.ARROW, "parquet": tables.PARQUET, "npy": tables.NPY}
 
 
 class ClientError(Exception):
@@ -191,6 +194,52 @@ class ModelServeClient:
         path = self._model_path("", model, version) + "/predict_batch"
         payload = {"instances": [i if isinstance(i, Mapping) else list(i) for i in instances]}
         result: dict[str, Any] = self._request("POST", path, json=payload).json()
+        return result
+
+    def predict_table(
+        self,
+        table: Any,
+        model: str | None = None,
+        version: str | None = None,
+        fmt: str = "arrow",
+    ) -> Any:
+        """Score a table of named feature columns sent as an Arrow IPC stream (``fmt="arrow"``)
+        or Parquet (``"parquet"``); the answer comes back in the same format, as a
+        ``pyarrow.Table`` with ``prediction``, ``class_name`` and ``probability_<label>``.
+
+        :param table: a ``pyarrow.Table``, or anything ``pyarrow.table`` takes (a pandas
+            DataFrame, a dict of arrays). Needs ``pip install 'modelserve[arrow]'``.
+        """
+        import pyarrow as pa
+        import pyarrow.ipc
+        import pyarrow.parquet
+
+        content_type = _TABLE_TYPES[fmt]
+        table = table if isinstance(table, pa.Table) else pa.table(table)
+        sink = pa.BufferOutputStream()
+        if fmt == "arrow":
+            with pyarrow.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+        else:
+            pyarrow.parquet.write_table(table, sink)
+        path = self._model_path("", model, version) + "/predict_batch"
+        headers = {"Content-Type": content_type, "Accept": content_type}
+        body = self._request("POST", path, data=sink.getvalue().to_pybytes(), headers=headers)
+        if fmt == "arrow":
+            return pyarrow.ipc.open_stream(pa.py_buffer(body.content)).read_all()
+        return pyarrow.parquet.read_table(pa.BufferReader(body.content))
+
+    def predict_array(
+        self, x: Tensor, model: str | None = None, version: str | None = None
+    ) -> Tensor:
+        """Score a ``[rows, features]`` number array (features in the model's order) sent as
+        ``.npy``; returns the predictions, one per row, as a 1-D array."""
+        out = io.BytesIO()
+        np.save(out, np.asarray(x), allow_pickle=False)
+        path = self._model_path("", model, version) + "/predict_batch"
+        headers = {"Content-Type": _TABLE_TYPES["npy"], "Accept": _TABLE_TYPES["npy"]}
+        body = self._request("POST", path, data=out.getvalue(), headers=headers)
+        result: Tensor = np.load(io.BytesIO(body.content), allow_pickle=False)
         return result
 
     # -- open inference protocol ------------------------------------------------------------

@@ -473,9 +473,16 @@ def _row(p: _Pending) -> dict[str, Any]:
 def output_columns(outputs: Mapping[str, Any]) -> dict[str, list[Any]]:
     """Each output as one list with a value per row, named as the runtime names them
     (``predict``, ``predict_proba``), from runtime outputs or a seed protocol answer."""
+    columns: dict[str, list[Any]]
+    if outputs.get("format") == "columns":  # the seed's batch answer, one array per field
+        columns = {PREDICT_OUTPUT: np.asarray(outputs["predictions"]).tolist()}
+        by_class = outputs.get("probabilities")
+        if by_class:
+            columns[PROBA_OUTPUT] = np.column_stack(list(by_class.values())).tolist()
+        return columns
     if "predictions" in outputs:  # the seed's batch answer
         items = outputs["predictions"]
-        columns: dict[str, list[Any]] = {PREDICT_OUTPUT: [i["prediction"] for i in items]}
+        columns = {PREDICT_OUTPUT: [i["prediction"] for i in items]}
         if items and items[0].get("probability") is not None:
             columns[PROBA_OUTPUT] = [i["probability"] for i in items]
         return columns

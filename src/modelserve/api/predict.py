@@ -6,6 +6,7 @@ from flask import Blueprint
 from flask import Response
 from flask import request
 
+from ..codecs import tables
 from ..errors import InvalidInput
 from ..errors import UnsupportedMediaType
 from ._handlers import get_handlers
@@ -30,8 +31,45 @@ def predict(name: str | None = None, version: int | None = None) -> Response:
 @bp.post("/models/<name>/predict_batch")
 @bp.post("/models/<name>/versions/<int:version>/predict_batch")
 def predict_batch(name: str | None = None, version: int | None = None) -> Response:
-    """Score ``{"instances": [...]}``: objects of named features or lists in feature order."""
-    return json_response(get_handlers().seed.predict_batch(name, version, json_body()))
+    """Score ``{"instances": [...]}`` (objects of named features or lists in feature order),
+    or a table: Arrow IPC stream, Parquet or ``.npy`` (see ``codecs/tables.py``).
+
+    ``Accept`` picks the answer's format (JSON unless a table type is preferred);
+    ``?format=columns`` (or ``"format": "columns"`` in a JSON body) answers JSON as columns.
+    """
+    content_type = _batch_type()
+    body = json_body() if content_type == tables.JSON else request.get_data(cache=False)
+    accept = request.accept_mimetypes.best_match(tables.ANSWER_TYPES, default=tables.JSON)
+    fmt = request.args.get("format", "rows")
+    if fmt not in ("rows", "columns"):
+        raise InvalidInput(
+            f'format must be "rows" or "columns", got "{fmt}"',
+            [{"path": "format", "message": f'is "{fmt}", not "rows" or "columns"'}],
+        )
+    answer = get_handlers().seed.predict_batch(
+        name, version, body, content_type, accept, fmt == "columns"
+    )
+    if isinstance(answer, bytes):
+        return Response(answer, mimetype=accept)
+    return json_response(answer)
+
+
+def _batch_type() -> str:
+    """The batch body's format: JSON, or one of the table types; 415 for anything else."""
+    mimetype = request.mimetype
+    table = tables.TABLE_TYPES.get(mimetype)
+    if table is not None:
+        return table
+    if mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    ):
+        return tables.JSON
+    shown = mimetype or "none"
+    raise UnsupportedMediaType(
+        f"Content-Type must be application/json or a table: {', '.join(tables.TABLE_TYPES)} "
+        f"(got {shown})",
+        [{"path": "Content-Type", "message": f"{shown} is not supported here"}],
+    )
 
 
 @bp.post("/predict_image")

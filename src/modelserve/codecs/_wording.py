@@ -101,3 +101,10 @@ def malformed(exc: orjson.JSONDecodeError) -> str:
         if rest.startswith(token):
             return f"Malformed JSON at {at}: {meaning}"
     return f"Malformed JSON: {exc}"
+
+
+def summary(problems: list[dict[str, str]]) -> str:
+    """The message of a 400 that lists ``problems``: the first one, and how many follow."""
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more problem(s), see details)" if len(problems) > 1 else ""
+    return f"Invalid input: {first['path']} {first['message']}{more}"

@@ -24,8 +24,9 @@ ORJSON_MAX_DEPTH = 1024
 _OPEN = np.zeros(256, dtype=np.int8)
 _OPEN[[ord("["), ord("{")]] = 1
 _OPEN[[ord("]"), ord("}")]] = -1
-_SIGNIFICANT = _OPEN != 0
-_SIGNIFICANT[ord('"')] = True
+#: Every byte but brackets and quotes, for ``bytes.translate`` to drop: a C pass over the
+#: body, several times faster than a numpy mask over it.
+_INSIGNIFICANT = bytes(b for b in range(256) if b not in b'[]{}"')
 
 
 def json_depth(body: bytes, payload: Any) -> int:
@@ -34,10 +35,13 @@ def json_depth(body: bytes, payload: Any) -> int:
     :param payload: the document ``body`` parsed to; walked instead of the bytes when a
         string holds an escape (``\\"`` would confuse a byte scan).
     """
+    return _depth(body, payload, body.translate(None, _INSIGNIFICANT))
+
+
+def _depth(body: bytes, payload: Any, significant: bytes) -> int:
     if b"\\" in body:
         return _walk(payload)
-    data = np.frombuffer(body, dtype=np.uint8)
-    symbols = data[_SIGNIFICANT[data]]  # brackets and quotes only: usually few
+    symbols = np.frombuffer(significant, dtype=np.uint8)  # brackets and quotes: usually few
     if not symbols.size:
         return 0
     outside = (np.cumsum(symbols == ord('"'), dtype=np.int64) & 1) == 0
@@ -67,10 +71,12 @@ def check_depth(body: bytes, payload: Any, limit: int) -> None:
 
     :raises InvalidInput: naming the limit and its setting.
     """
-    # Fewer brackets than the limit cannot nest deeper: most bodies stop here, in C.
-    if body.count(b"[") + body.count(b"{") <= limit:
+    # Fewer brackets than the limit cannot nest deeper: most bodies stop here, after one
+    # pass in C that keeps only brackets and quotes.
+    significant = body.translate(None, _INSIGNIFICANT)
+    if len(significant) - significant.count(b'"') <= limit:
         return
-    if json_depth(body, payload) > limit:
+    if _depth(body, payload, significant) > limit:
         raise too_deep(limit)
 
 

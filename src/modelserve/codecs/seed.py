@@ -19,9 +19,14 @@ from ..floats import widen_float32
 from ..types import PREDICT_OUTPUT
 from ..types import PROBA_OUTPUT
 from ..types import Signature
+from ..types import Tensor
 from ..types import TensorDict
 from ._wording import describe
+from ._wording import json_value
 from ._wording import malformed
+from ._wording import summary
+from .cells import CellCheck
+from .columns import ColumnCheck
 from .depth import ORJSON_DEPTH_ERROR
 from .depth import ORJSON_MAX_DEPTH
 from .depth import check_depth
@@ -29,6 +34,7 @@ from .depth import too_deep
 from .schema import Validator
 from .schema import array_schema
 from .schema import object_schema
+from .tables import ForeignColumn
 
 
 def parse_json(body: bytes, max_depth: int | None = None) -> Any:
@@ -75,9 +81,30 @@ class SeedCodec:
         self._row_of = getter if len(names) > 1 else (lambda obj: (getter(obj),))
         self._dtype: Any = np.float64 if signature.numeric else object
         self._fast = _VectorCheck.build(signature, allow_extra)
+        self._cells = (
+            CellCheck.build(signature, allow_extra, max_string_length)
+            if self._fast is None
+            else None
+        )
+        self._columns = ColumnCheck(signature, allow_extra, max_string_length)
+        classes = signature.classes
+        #: The keys of a columns answer's probabilities: the labels as JSON writes them.
+        self._proba_keys: list[str] | None = (
+            [c if isinstance(c, str) else json_value(c) for c in classes]
+            if classes is not None
+            else None
+        )
         self._names_of: dict[Any, str] | None = None
         if signature.classes is not None and signature.class_names is not None:
             self._names_of = dict(zip(signature.classes, signature.class_names, strict=True))
+        #: Numeric labels and their names, sorted by label, to name a column of labels with
+        #: one ``searchsorted`` instead of a dict lookup per row.
+        self._sorted_names: tuple[np.ndarray, np.ndarray] | None = None
+        if self._names_of is not None and all(type(c) in (int, float) for c in self._names_of):
+            labels = np.asarray(list(self._names_of), dtype=np.float64)
+            order = np.argsort(labels)
+            named = np.asarray(list(self._names_of.values()), dtype=object)
+            self._sorted_names = (labels[order], named[order])
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -102,7 +129,7 @@ class SeedCodec:
             )
         problems = self.object_validator.errors(payload)
         if problems:
-            raise InvalidInput(_summary(problems), problems)
+            raise InvalidInput(summary(problems), problems)
         return np.array([self._row_of(payload)], dtype=self._dtype)
 
     def decode_batch(self, payload: Any, body: bytes | None = None) -> np.ndarray:
@@ -132,9 +159,15 @@ class SeedCodec:
                 "(MODELSERVE_MAX_BATCH_ROWS)"
             )
         if self._fast is not None and body is not None:
-            checked = self._fast.array(rows, body, self._row_of)
+            # Quotes the top level accounts for: its keys, and string values ("format").
+            quotes = 2 * sum(1 + (type(v) is str and k != "instances") for k, v in payload.items())
+            checked = self._fast.array(rows, body, self._row_of, quotes)
             if checked is not None:
                 return checked
+        if self._cells is not None:
+            proven = self._cells.table(rows, self._row_of)
+            if proven is not None:
+                return np.array(proven, dtype=self._dtype).reshape(len(rows), self._n)
         problems: list[dict[str, str]] = []
         obj_errors = self.object_validator.errors
         arr_errors = self.array_validator.errors
@@ -151,10 +184,33 @@ class SeedCodec:
                     }
                 )
         if problems:
-            raise InvalidInput(_summary(problems), problems)
+            raise InvalidInput(summary(problems), problems)
         row_of = self._row_of
         table = [row_of(r) if isinstance(r, dict) else r for r in rows]
         return np.array(table, dtype=self._dtype).reshape(len(rows), self._n)
+
+    def batch_format(self, payload: dict[str, Any]) -> str:
+        """The answer layout a batch asks for: ``"rows"`` (the default) or ``"columns"``.
+
+        :raises InvalidInput: for any other ``format``.
+        """
+        fmt = payload.get("format", "rows")
+        if fmt not in ("rows", "columns"):
+            raise InvalidInput(
+                f'format must be "rows" or "columns", got {json_value(fmt)}',
+                [{"path": "format", "message": f'is {describe(fmt)}, not "rows" or "columns"'}],
+            )
+        return str(fmt)
+
+    def decode_table(self, data: dict[str, Tensor | ForeignColumn] | Tensor) -> np.ndarray:
+        """Named columns (Arrow, Parquet) or one number array in feature order (``.npy``),
+        as :func:`~modelserve.codecs.tables.read_table` gives them -> the model's table.
+
+        :raises InvalidInput: naming each feature and the first row that breaks a rule.
+        """
+        if isinstance(data, dict):
+            return self._columns.table(data)
+        return self._columns.matrix(data)
 
     # -- encoding ---------------------------------------------------------------------------
 
@@ -196,6 +252,63 @@ class SeedCodec:
             ]
         return {"predictions": items, "status": "success"}
 
+    def encode_columns(self, outputs: TensorDict) -> dict[str, Any]:
+        """Every row's answer as one array per field, in row order: ``predictions``,
+        ``class_names`` (when the model names its classes) and ``probabilities`` (one array
+        per class, keyed by the label as JSON writes it; ``null`` for regressors).
+
+        The arrays stay numpy arrays: orjson writes them without a Python object per value,
+        float32 ones at float32 precision as :meth:`encode_one` does.
+        """
+        labels = outputs[PREDICT_OUTPUT]
+        body: dict[str, Any] = {"format": "columns", "predictions": _json_array(labels)}
+        if self._names_of is not None:
+            body["class_names"] = self._name_column(labels)
+        proba = outputs.get(PROBA_OUTPUT)
+        if proba is None:
+            body["probabilities"] = None
+        else:
+            by_class = np.ascontiguousarray(proba.T)
+            keys = self._proba_keys
+            if keys is None or len(keys) != len(by_class):
+                keys = [str(j) for j in range(len(by_class))]
+            body["probabilities"] = dict(zip(keys, by_class, strict=True))
+        body["status"] = "success"
+        return body
+
+    def _name_column(self, labels: np.ndarray) -> list[str]:
+        """The class name of each label, in one numpy pass where labels are numbers."""
+        if self._sorted_names is not None and labels.dtype.kind in "iuf" and labels.size:
+            known, names = self._sorted_names
+            at = np.minimum(np.searchsorted(known, labels), len(known) - 1)
+            if (known[at] == labels).all():
+                found: list[str] = names[at].tolist()
+                return found
+        names_of = self._names_of or {}
+        return [names_of[label] for label in labels.tolist()]
+
+    @staticmethod
+    def table_columns(answer: dict[str, Any]) -> dict[str, Any]:
+        """A columns answer (:meth:`encode_columns`) as flat named columns for a table:
+        ``prediction``, ``class_name``, then ``probability_<label>`` per class."""
+        columns: dict[str, Any] = {"prediction": answer["predictions"]}
+        if "class_names" in answer:
+            columns["class_name"] = answer["class_names"]
+        for key, values in (answer.get("probabilities") or {}).items():
+            columns[f"probability_{key}"] = values
+        return columns
+
+
+def _json_array(values: np.ndarray) -> Any:
+    """An array orjson can write as it is (contiguous numbers), else a list."""
+    if values.dtype.kind in "biuf":
+        return np.ascontiguousarray(values)
+    return values.tolist()
+
+
+#: Every byte but the letters of JSON's true, false and null.
+_NOT_TOKEN_LETTERS = bytes(b for b in range(256) if b not in b"truefalsn")
+
 
 class _VectorCheck:
     """Validate a whole numeric batch at once, accepting only what the schema accepts.
@@ -209,7 +322,7 @@ class _VectorCheck:
       feature name), so no value is a string;
     - every object row has exactly the feature keys (unless extra fields are allowed);
     - the rows form a ``[rows, features]`` float array, within each feature's bounds, with
-      whole numbers in integer features.
+      whole numbers in integer features, in each feature's enum (``np.isin``).
     """
 
     def __init__(self, signature: Signature, allow_extra: bool) -> None:
@@ -220,11 +333,22 @@ class _VectorCheck:
         self.high = np.array([np.inf if f.maximum is None else f.maximum for f in features])
         self.bounded = bool(np.isfinite(self.low).any() or np.isfinite(self.high).any())
         self.integer = np.array([f.type == "integer" for f in features])
+        #: (column, allowed values) of each feature with an enum.
+        self.enums = [
+            (j, np.asarray(f.enum, dtype=np.float64))
+            for j, f in enumerate(features)
+            if f.enum is not None
+        ]
 
     @classmethod
     def build(cls, signature: Signature, allow_extra: bool) -> _VectorCheck | None:
-        if not signature.numeric or any(f.enum is not None for f in signature.features):
+        if not signature.numeric:
             return None
+        for f in signature.features:
+            # Enums of plain numbers compare by value in numpy as in the schema; anything
+            # else (a boolean or a string in a number's enum) is left to the schema.
+            if f.enum is not None and any(type(v) not in (int, float) for v in f.enum):
+                return None
         if any('"' in f.name or "\\" in f.name for f in signature.features):
             return None
         return cls(signature, allow_extra)
@@ -249,17 +373,30 @@ class _VectorCheck:
             return None
         if self.integer.any() and (x[:, self.integer] != np.floor(x[:, self.integer])).any():
             return None
+        for j, allowed in self.enums:
+            if not np.isin(x[:, j], allowed).all():
+                return None
         return x
 
-    def array(self, rows: list[Any], body: bytes, row_of: Any) -> np.ndarray | None:
-        """The validated array, or ``None`` when the batch needs the row-by-row check."""
-        if b"true" in body or b"false" in body or b"null" in body:
+    def array(
+        self, rows: list[Any], body: bytes, row_of: Any, quotes: int = 2
+    ) -> np.ndarray | None:
+        """The validated array, or ``None`` when the batch needs the row-by-row check.
+
+        :param quotes: how many ``"`` the body's top level holds (``"instances"`` and any
+            other key, and string values such as ``"format": "columns"``).
+        """
+        # Searching 2 MB for "true" is slow: its last letter, e, fills exponents. Keeping only
+        # the letters of true/false/null (one pass in C) leaves any such token contiguous,
+        # in a far shorter text; letters of keys may form false alarms, never misses.
+        letters = body.translate(None, _NOT_TOKEN_LETTERS)
+        if b"true" in letters or b"false" in letters or b"null" in letters:
             return None
-        quotes = 2  # "instances"
         table: list[Any] = []
         append = table.append
         width = self.width
-        for row in rows:
+        # Rows that are all lists in feature order are the table already (checked in C).
+        for row in () if set(map(type, rows)) == {list} else rows:
             if type(row) is dict:
                 if len(row) != width and not self.allow_extra:
                     return None
@@ -274,6 +411,8 @@ class _VectorCheck:
                 return None
         if body.count(b'"') != quotes:  # a string value somewhere (or an odd key): not proven
             return None
+        if not table:
+            table = rows
         try:
             x = np.array(table, dtype=np.float64)
         except (ValueError, TypeError):
@@ -285,9 +424,3 @@ class _VectorCheck:
 
 def _widened(values: np.ndarray | None) -> np.ndarray | None:
     return None if values is None else widen_float32(values)
-
-
-def _summary(problems: list[dict[str, str]]) -> str:
-    first = problems[0]
-    more = f" (and {len(problems) - 1} more problem(s), see details)" if len(problems) > 1 else ""
-    return f"Invalid input: {first['path']} {first['message']}{more}"
