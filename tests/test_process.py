@@ -217,8 +217,9 @@ def test_worker_that_cannot_boot_stops_the_server(
     (model_dir / "model.yaml").write_text(yaml.safe_dump({**manifest, "sha256": pins}))
     started = time.monotonic()
     server = live_server([str(root), "--workers", "2", "--server", server_name], ready=False)
-    assert server.proc.wait(timeout=60) == 3
+    code = server.proc.wait(timeout=60)
     output = server.output()
+    assert code == 3, output
     assert time.monotonic() - started < 30
     assert "No model could be loaded" in output, output
     if server_name == "granian":

@@ -231,12 +231,28 @@ def run_gunicorn(settings: ServerSettings) -> None:
     """
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
+    from gunicorn.errors import HaltServer
 
     configure_logging(settings)
     metrics_dir, own_metrics_dir = multiproc.prepare()
     settings, state_dir = _with_state_file(with_shared_secret(settings))
 
     class _Arbiter(Arbiter):  # type: ignore[misc]
+        def stop(self, graceful: bool = True) -> None:
+            """Stop every worker, even when a second one fails to boot meanwhile.
+
+            gunicorn's ``stop`` reaps workers, and a worker that exited with the boot-error
+            status raises ``HaltServer`` from inside it. While the server is already halting
+            for the first such worker, that escaped as a traceback and exit status 1 instead
+            of 3: the server is stopping anyway, so finish stopping the rest.
+            """
+            for _ in range(len(self.WORKERS) + 2):
+                try:
+                    super().stop(graceful)
+                    return
+                except HaltServer:
+                    continue
+
         def handle_hup(self) -> None:
             self.log.info("SIGHUP: every worker rescans the model repository")
             for pid in list(self.WORKERS):
