@@ -74,10 +74,13 @@ class WorkerGroup:
         tmp.replace(path)
 
     def leave(self) -> None:
-        """Stop being waited for (this worker is stopping)."""
+        """Stop being waited for (this worker is stopping).
+
+        The counter's map stays open until the process exits: the reloader thread may still
+        be finishing a scan (its join is bounded) and reads it once more; a closed map there
+        raised "mmap closed or invalid" during shutdown.
+        """
         (self._members / str(self.pid)).unlink(missing_ok=True)
-        self._map.close()
-        os.close(self._fd)
 
     def lagging(self, generation: int) -> list[int]:
         """Live workers that have not yet applied ``generation``; dead ones are dropped."""
