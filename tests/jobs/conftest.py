@@ -132,15 +132,28 @@ class Worker:
 
 
 @pytest.fixture(scope="module")
-def celery_backend(
-    redis_url: str, jobs_repo: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Backend]:
+def celery_backend(jobs_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """A broker queue, a store table and a data folder of this module's own, and a way to
-    start workers on them (all stopped, and the table dropped, at the end)."""
+    start workers on them (all stopped, and the table dropped, at the end).
+
+    The broker is the machine's Redis on 127.0.0.1:6379 (db 5; ``TEST_REDIS_URL`` elsewhere),
+    as a deployment's would be; the queue's name is this run's own, so nothing else's jobs
+    mix in. ``.ci/run`` starts that Redis when it is down.
+    """
+    import redis
+
     from ..test_predlog import POSTGRES_URL
 
     run = uuid.uuid4().hex[:10]
-    broker = redis_url.rsplit("/", 1)[0] + "/5"
+    broker = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
+    try:
+        redis.Redis.from_url(broker, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"Redis at {broker} is not reachable ({exc}); the Celery job tests use it as their "
+            "broker: start it (redis-server --daemonize yes --port 6379) or set TEST_REDIS_URL",
+            pytrace=False,
+        )
     table = f"jobs_test_{run}"
     folder = tmp_path_factory.mktemp("celery-jobs")
     settings: dict[str, Any] = {
@@ -172,6 +185,11 @@ def celery_backend(
             worker.kill()
         store.drop()
         store.close()
+        client = redis.Redis.from_url(broker)
+        queue = settings["jobs_queue"]
+        keys = client.keys(f"{queue}*") + client.keys(f"_kombu.binding.{queue}*")
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture(scope="module")
