@@ -19,6 +19,7 @@ from modelserve.settings import ServerSettings
 
 from .. import models
 from ..codecs.test_tables import arrow_bytes
+from ..codecs.test_tables import corrupt_arrow_bodies
 from ..codecs.test_tables import npy_bytes
 from ..codecs.test_tables import parquet_bytes
 
@@ -179,6 +180,14 @@ def test_bad_bodies_get_json_errors(
     assert resp.status_code == status, resp.data[:300]
     assert resp.mimetype == "application/json"
     assert resp.json["status"] == "error" and says in resp.json["error"]
+
+
+def test_arrow_streams_with_bad_data_get_json_400s(client: FlaskClient) -> None:
+    """Found by fuzzing: a non-UTF-8 column name was a 500, bad string offsets a crash."""
+    for case, body in corrupt_arrow_bodies().items():
+        resp = client.post(URL, data=body, content_type=tables.ARROW)
+        assert resp.status_code == 400 and resp.mimetype == "application/json", case
+        assert "not a valid Arrow IPC stream" in resp.json["error"], case
 
 
 def test_table_errors_list_every_feature(client: FlaskClient) -> None:

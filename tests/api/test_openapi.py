@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 from modelserve.api.openapi_schemas import ENDPOINT_DOCS
 from modelserve.api.openapi_schemas import to_openapi
 from modelserve.app import create_app
+from modelserve.codecs import tables
 from modelserve.codecs.schema import array_schema
 from modelserve.codecs.schema import object_schema
 from modelserve.keys import create_key
@@ -247,3 +248,51 @@ def test_a_document_of_a_replaced_table_is_not_cached_as_the_new_one() -> None:
     assert cache.get(2, key) == b"new" and cache.get(1, key) is None
     cache.put(3, key, b"newer")
     assert cache.get(2, key) is None and cache.get(3, key) == b"newer"
+
+
+BATCH_PATHS = (
+    "/predict_batch",
+    "/models/iris/predict_batch",
+    "/models/iris/versions/1/predict_batch",
+)
+
+
+def test_the_batch_routes_document_their_table_formats(client: FlaskClient) -> None:
+    """Table bodies and answers, ``?format=`` and the columns answer, as api/predict.py serves
+    them: the real rows and columns answers validate against the documented schema."""
+    doc = _document(client)
+    row = [5.1, 3.5, 1.4, 0.2]
+    for path in BATCH_PATHS:
+        operation = doc["paths"][path]["post"]
+        body = operation["requestBody"]["content"]
+        assert set(body) == {"application/json", *tables.TABLE_TYPES}, path
+        for media in tables.TABLE_TYPES:
+            assert body[media]["schema"] == {"type": "string", "format": "binary"}
+        assert body["application/json"]["schema"]["properties"]["format"]["enum"] == [
+            "rows",
+            "columns",
+        ]
+        (fmt,) = [p for p in operation["parameters"] if p["name"] == "format"]
+        assert fmt["in"] == "query" and fmt["schema"] == {"enum": ["rows", "columns"]}
+        answers = operation["responses"]
+        assert set(answers["200"]["content"]) == set(tables.ANSWER_TYPES), path
+        assert "415" in answers
+        schema = {
+            **answers["200"]["content"]["application/json"]["schema"],
+            "components": doc["components"],
+        }
+        validator = Draft202012Validator(schema)
+        for query in ("", "?format=columns"):
+            resp = client.post(path + query, json={"instances": [row, row]})
+            assert resp.status_code == 200
+            validator.validate(resp.get_json())
+        columns = client.post(path, json={"instances": [row], "format": "columns"}).get_json()
+        assert columns["format"] == "columns"
+        validator.validate(columns)
+        for bad in ({"format": "wide"}, {"predictions": [{"instance_id": 0}]}):
+            assert not validator.is_valid({**columns, **bad})
+        resp = client.post(path, data=b"1,2,3,4", content_type="text/csv")
+        assert resp.status_code == 415 and resp.mimetype == "application/json"
+        for media in tables.ANSWER_TYPES[1:]:
+            resp = client.post(path, json={"instances": [row]}, headers={"Accept": media})
+            assert resp.status_code == 200 and resp.mimetype == media

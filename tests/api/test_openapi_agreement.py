@@ -117,6 +117,16 @@ def _call_every_method(client: FlaskClient, tmp_path: Path) -> None:
             lambda: api.predict_batch([row]),
             lambda: api.predict_batch([list(row.values())], model="iris", version="1"),
         ],
+        "predict_table": [
+            lambda: api.predict_table({k: [v] for k, v in row.items()}),
+            lambda: api.predict_table(
+                {k: [v] for k, v in row.items()}, model="iris", version="1", fmt="parquet"
+            ),
+        ],
+        "predict_array": [
+            lambda: api.predict_array(x),
+            lambda: api.predict_array(x, model="iris", version="1"),
+        ],
         "server_live": [api.server_live],
         "server_ready": [api.server_ready],
         "server_metadata": [api.server_metadata],

@@ -92,6 +92,35 @@ def test_malformed_bodies_are_400_saying_what_is_wrong(
     assert says in str(info.value)
 
 
+def _strings(offsets: tuple[int, int, int], data: bytes) -> bytes:
+    """An Arrow stream of the strings ``abc``, ``defgh`` with its offsets and data bytes
+    replaced (pyarrow will not write bad buffers, a client's bytes may hold anything)."""
+    body = arrow_bytes(pa.table({"s": ["abc", "defgh"]}))
+    valid = np.asarray([0, 3, 8], "<i4").tobytes()
+    assert body.count(valid) == 1 and body.count(b"abcdefgh") == 1
+    body = body.replace(valid, np.asarray(offsets, "<i4").tobytes())
+    return body.replace(b"abcdefgh", data)
+
+
+def corrupt_arrow_bodies() -> dict[str, bytes]:
+    """Arrow streams that parse but hold bad data; reading their columns unchecked raised
+    UnicodeDecodeError (a 500), or crashed the worker (offsets past the data)."""
+    name = arrow_bytes(pa.table({"colum\u00e9": [1.0]}))
+    return {
+        "a column name that is not UTF-8": name.replace("colum\u00e9".encode(), b"column\xff"),
+        "offsets past the data": _strings((0, 3, 1 << 30), b"abcdefgh"),
+        "offsets going back": _strings((0, 6, 2), b"abcdefgh"),
+        "strings that are not UTF-8": _strings((0, 3, 8), b"abc\xff\xfe\xfd\xfc\xfb"),
+    }
+
+
+@pytest.mark.parametrize("case", list(corrupt_arrow_bodies()))
+def test_arrow_streams_with_bad_data_are_400_not_a_crash(case: str) -> None:
+    with pytest.raises(InvalidInput, match="not a valid Arrow IPC stream") as info:
+        tables.read_table(corrupt_arrow_bodies()[case], tables.ARROW, 10)
+    assert type(info.value) is InvalidInput
+
+
 def test_a_header_claiming_a_huge_shape_is_refused_before_any_allocation() -> None:
     header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (5, 1000000000000), }"
     header += b" " * (118 - len(header)) + b"\n"

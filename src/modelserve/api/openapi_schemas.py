@@ -13,6 +13,7 @@ from dataclasses import field
 from typing import Any
 from typing import Literal
 
+from ..codecs import tables
 from ..codecs.schema import array_schema
 from ..codecs.schema import object_schema
 from ..jobs.model import MAX_PAGE
@@ -124,6 +125,32 @@ _JOB_OPTIONS: tuple[dict[str, Any], ...] = (
 
 _JOB_ANSWER = _answer("The job", ref("Job"))
 
+_BINARY = {"type": "string", "format": "binary"}
+
+#: A batch's answer: JSON rows or columns, or a table when ``Accept`` prefers one (what
+#: ``api/predict.py`` picks among :data:`~..codecs.tables.ANSWER_TYPES`).
+_BATCH_ANSWER = {
+    "description": "One prediction per instance, in order: JSON rows (the default), JSON "
+    'columns (?format=columns or "format": "columns"), or, when Accept prefers a table '
+    "type, an Arrow IPC stream or Parquet file (columns prediction, class_name, "
+    "probability_<label>; model and version in the schema metadata) or a 1-D .npy array of "
+    "the predictions",
+    "content": {
+        **json_content({"oneOf": [ref("BatchPrediction"), ref("ColumnarBatchPrediction")]}),
+        **{media: {"schema": _BINARY} for media in tables.ANSWER_TYPES if media != tables.JSON},
+    },
+}
+
+_BATCH_QUERY = (
+    _query(
+        "format",
+        'The JSON answer\'s layout: "rows" (one object per instance, the default) or '
+        '"columns" (one array per field; also "format": "columns" in a JSON body). '
+        "Table answers are columns anyway.",
+        {"enum": ["rows", "columns"]},
+    ),
+)
+
 _READY_ANSWER = _answer("Not ready (the protocol's answer for false)", ref("Ready"))
 
 #: Every endpoint the app serves. An endpoint missing here still appears in the document
@@ -155,10 +182,11 @@ ENDPOINT_DOCS: dict[str, EndpointDoc] = {
         kinds=("tabular",),
     ),
     "predict.predict_batch": EndpointDoc(
-        ok=_answer("One prediction per instance, in order", ref("BatchPrediction")),
+        ok=_BATCH_ANSWER,
         errors=_SCORING_ERRORS,
         body="seed_batch",
         kinds=("tabular",),
+        query=_BATCH_QUERY,
     ),
     "predict.predict_image": EndpointDoc(
         ok=_answer("The class of each image", ref("ImagePrediction")),
@@ -591,6 +619,29 @@ def component_schemas() -> dict[str, Any]:
                 "version": _STRING,
             },
         },
+        "ColumnarBatchPrediction": {
+            "description": "A batch's answer as one array per field, in row order",
+            "type": "object",
+            "required": ["format", "predictions", "probabilities", "status", "model", "version"],
+            "properties": {
+                "format": {"const": "columns"},
+                "predictions": {"type": "array", "items": _LABEL},
+                "class_names": {
+                    "type": "array",
+                    "items": _STRING,
+                    "description": "When the model names its classes",
+                },
+                "probabilities": {
+                    "type": ["object", "null"],
+                    "description": "Each class's column, keyed by its label as JSON writes it, "
+                    "in the order of classes; null for regressors",
+                    "additionalProperties": {"type": "array", "items": {"type": "number"}},
+                },
+                "status": {"const": "success"},
+                "model": _STRING,
+                "version": _STRING,
+            },
+        },
         "ImagePrediction": {
             "description": "One image: its class; several: {predictions: [...]}, in order",
             "type": "object",
@@ -876,10 +927,24 @@ def request_body(
                 "minItems": 1,
                 "maxItems": settings.max_batch_rows,
                 "items": {"anyOf": [one, row]},
-            }
+            },
+            "format": {
+                "enum": ["rows", "columns"],
+                "description": "The answer's layout (default rows)",
+            },
         },
     }
-    return {"required": True, "content": json_content(batch)}
+    return {
+        "required": True,
+        "description": "JSON instances, or a table: an Arrow IPC stream or a Parquet file of "
+        "one column per feature, by name (needs the arrow extra; 415 without it), or a .npy "
+        "2-D float or integer array [rows, features] in the model's feature order. Any other "
+        "Content-Type is a 415.",
+        "content": {
+            **json_content(batch),
+            **{media: {"schema": _BINARY} for media in tables.TABLE_TYPES},
+        },
+    }
 
 
 def job_request_body() -> dict[str, Any]:

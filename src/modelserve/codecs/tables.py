@@ -90,10 +90,12 @@ def read_table(
             table = _read_arrow(pa, body, max_rows)
         else:
             table = _read_parquet(pa, body, max_rows)
+        # In the try too: a column name that is not UTF-8 only fails when it is read
+        # (UnicodeDecodeError, a ValueError).
+        return _columns(pa, table)
     except (pa.ArrowException, OSError, ValueError) as exc:  # truncated bodies: OSError
         name = "Arrow IPC stream" if content_type == ARROW else "Parquet file"
         raise InvalidInput(f"The body is not a valid {name}: {exc}") from None
-    return _columns(pa, table)
 
 
 def _too_many(rows: int, max_rows: int) -> PayloadTooLarge:
@@ -112,6 +114,9 @@ def _read_arrow(pa: Any, body: bytes, max_rows: int) -> Any:
         rows += batch.num_rows
         if rows > max_rows:
             raise _too_many(rows, max_rows)
+        # The IPC reader trusts the buffers it is sent: offsets past the data or strings
+        # that are not UTF-8 are found here (ArrowInvalid), not when a column is read.
+        batch.validate(full=True)
         batches.append(batch)
     return pa.Table.from_batches(batches, schema=reader.schema)
 

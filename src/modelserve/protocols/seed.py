@@ -35,7 +35,22 @@ class SeedProtocol:
 
     def predict_one(self, name: str | None, version: int | None, body: bytes) -> dict[str, Any]:
         """Score one JSON object of named features (the seed's ``/predict``)."""
-        return self._predict(name, version, body, batch=False)
+        log = self._log
+        started = time.perf_counter() if log is not None else 0.0
+        sv = self._service.acquire(name, version)
+        try:
+            codec = tabular_codec(sv)
+            with sv.incoming():
+                payload = parse_json(body, self._service.settings.max_json_depth)
+                x = codec.decode_one(payload)
+                out = sv.cached("one", x, lambda: codec.encode_one(sv.infer({TABULAR_INPUT: x})))
+        finally:
+            sv.leave()
+        out["model"] = sv.name
+        out["version"] = sv.label
+        if log is not None:
+            log.record(sv.name, sv.version, sv.signature, x, out, started)
+        return out
 
     def predict_batch(
         self,
@@ -89,35 +104,6 @@ class SeedProtocol:
         return tables.write_table(
             codec.table_columns(out), accept, {"model": sv.name, "version": sv.label}
         )
-
-    def _predict(
-        self, name: str | None, version: int | None, body: bytes, batch: bool
-    ) -> dict[str, Any]:
-        log = self._log
-        started = time.perf_counter() if log is not None else 0.0
-        sv = self._service.acquire(name, version)
-        try:
-            codec = tabular_codec(sv)
-            with sv.incoming():
-                payload = parse_json(body, self._service.settings.max_json_depth)
-                if batch:
-                    x = codec.decode_batch(payload, body)
-                    encode = codec.encode_batch
-                else:
-                    x = codec.decode_one(payload)
-                    encode = codec.encode_one
-                out = sv.cached(
-                    "batch" if batch else "one",
-                    x,
-                    lambda: encode(sv.infer({TABULAR_INPUT: x})),
-                )
-        finally:
-            sv.leave()
-        out["model"] = sv.name
-        out["version"] = sv.label
-        if log is not None:
-            log.record(sv.name, sv.version, sv.signature, x, out, started)
-        return out
 
 
 def tabular_codec(sv: ServedVersion) -> SeedCodec:
