@@ -102,12 +102,15 @@ def current_principal() -> Principal | None:
     return _authenticate()[0]
 
 
-def _authenticate() -> tuple[Principal | None, errors.Unauthenticated | None]:
+def _authenticate(
+    policy: _Policy | None = None,
+) -> tuple[Principal | None, errors.Unauthenticated | None]:
     cached: tuple[Principal | None, errors.Unauthenticated | None] | None = g.get("modelserve_auth")
     if cached is not None:
         return cached
     result: tuple[Principal | None, errors.Unauthenticated | None] = (None, None)
-    policy = _policy()
+    if policy is None:
+        policy = _policy()
     if policy.enabled:
         # The environ, not request.headers: the same two values, without the header view.
         environ = request.environ
@@ -161,7 +164,7 @@ def check_access(access: Access, req: Request) -> None:
         policy.is_public(req.path) or (access.page and is_page_request(req))
     ):
         return  # the web page's HTML holds no data: its scripts call the API with the key
-    principal, error = _authenticate()
+    principal, error = _authenticate(policy)
     if error is not None:
         raise error
     authorize(principal, scope, _model_of_request(access, req) if scope == SCOPE_PREDICT else None)
