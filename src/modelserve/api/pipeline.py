@@ -128,10 +128,14 @@ class RequestPipeline:
         self._observer.forget()
 
 
+#: ``app.extensions`` key of the app's :class:`RequestPipeline`.
+PIPELINE_KEY = "modelserve.pipeline"
+
+
 def init_app(app: Flask) -> None:
     """Register the pipeline's hooks: before any other ``before_request`` hook (the rate
     limits read the principal that authentication found)."""
-    pipeline = RequestPipeline(app)
+    pipeline = app.extensions[PIPELINE_KEY] = RequestPipeline(app)
     app.before_request_funcs.setdefault(None, []).insert(0, pipeline.before)
     app.after_request(pipeline.after)
     app.teardown_request(pipeline.teardown)
