@@ -16,6 +16,7 @@ from . import threads
 from .api import observe
 from .api._json import OrjsonProvider
 from .api.headers import trust_proxies
+from .api.pipeline import PipelineFlask
 from .errors import ModelLoadError
 from .logging import configure_logging
 from .service import InferenceService
@@ -58,7 +59,7 @@ def create_app(
     configure_logging(settings)
     threads.configure(settings.model_threads or threads.default_model_threads(settings.workers))
 
-    app = Flask(__name__)
+    app = PipelineFlask(__name__)
     app.config.update(
         # Servers hand their workers one shared key (server.py); a lone app makes its own.
         SECRET_KEY=(

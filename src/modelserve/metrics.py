@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -154,10 +156,50 @@ UNAUTHENTICATED = Counter(
 RefusedKind = Literal["rate_limited", "unauthenticated"]
 _REFUSED = {"rate_limited": RATE_LIMITED, "unauthenticated": UNAUTHENTICATED}
 
+
+class _Recorder:
+    """One labelled child's update without prometheus_client's per-call checks.
+
+    A child's ``inc``/``observe`` checks that it is observable and the amount's sign, and a
+    histogram scans its buckets in Python; each request makes several of these calls. Here
+    the child's value objects
+    (``_value``, ``_sum``, ``_buckets``: the same ones ``inc``/``observe`` update, in memory
+    or in the worker's mmap file) are bound once, and a bucket is found by bisection.
+    A client without those attributes gets the child's own methods.
+    """
+
+    __slots__ = ("inc", "observe", "_sum_inc", "_bounds", "_bucket_incs")
+
+    def __init__(self, child: Counter | Gauge | Histogram) -> None:
+        self.inc: Callable[[float], None] = getattr(child, "inc", _no_update)
+        self.observe: Callable[[float], None] = getattr(child, "observe", _no_update)
+        value = getattr(child, "_value", None)
+        if value is not None and isinstance(child, Counter | Gauge):
+            self.inc = value.inc
+        total = getattr(child, "_sum", None)
+        buckets = getattr(child, "_buckets", None)
+        bounds = getattr(child, "_upper_bounds", None)
+        if total is not None and buckets is not None and bounds is not None:
+            self._sum_inc = total.inc
+            self._bounds = list(bounds)  # ascending, the last +Inf: every amount has one
+            self._bucket_incs = [bucket.inc for bucket in buckets]
+            self.observe = self._observe
+
+    def _observe(self, amount: float) -> None:
+        self._sum_inc(amount)
+        # The first bucket whose upper bound is >= amount, as Histogram.observe's scan finds.
+        self._bucket_incs[bisect_left(self._bounds, amount)](1)
+
+
+def _no_update(amount: float) -> None:  # pragma: no cover - every child has its own method
+    raise TypeError("this metric has no such update")
+
+
 # The labelled children of each label set, resolved once: ``.labels()`` builds and locks on
 # every call, and these lookups are on every request. A race only resolves a child twice.
-_request_series: dict[tuple[str, str, str, str, int], tuple[Counter, Histogram]] = {}
-_model_series: dict[tuple[str, str], tuple[Histogram, Histogram, Histogram, Histogram]] = {}
+_request_series: dict[tuple[str, str, str, str, int], tuple[_Recorder, _Recorder]] = {}
+_model_series: dict[tuple[str, str], tuple[_Recorder, _Recorder, _Recorder, _Recorder]] = {}
+_in_flight = _Recorder(IN_FLIGHT)
 
 
 def count_refused(kind: RefusedKind) -> None:
@@ -167,12 +209,12 @@ def count_refused(kind: RefusedKind) -> None:
 
 
 def request_started() -> None:
-    IN_FLIGHT.inc()
+    _in_flight.inc(1)
 
 
 def request_closed() -> None:
     """The request is over (answered or not)."""
-    IN_FLIGHT.dec()
+    _in_flight.inc(-1)
 
 
 def request_finished(
@@ -185,20 +227,20 @@ def request_finished(
     series = _request_series.get(key)
     if series is None:
         series = _request_series[key] = (
-            REQUESTS.labels(route, model, version, protocol, str(status)),
-            REQUEST_DURATION.labels(route, model, version),
+            _Recorder(REQUESTS.labels(route, model, version, protocol, str(status))),
+            _Recorder(REQUEST_DURATION.labels(route, model, version)),
         )
-    series[0].inc()
+    series[0].inc(1)
     series[1].observe(seconds)
     if record.model is None:
         return  # no model served it (health, listings, an unknown model)
     by_model = _model_series.get((model, version))
     if by_model is None:
         by_model = _model_series[(model, version)] = (
-            REQUEST_ROWS.labels(model, version),
-            BATCH_SIZE.labels(model, version),
-            QUEUE_WAIT.labels(model, version),
-            MODEL_CALL.labels(model, version),
+            _Recorder(REQUEST_ROWS.labels(model, version)),
+            _Recorder(BATCH_SIZE.labels(model, version)),
+            _Recorder(QUEUE_WAIT.labels(model, version)),
+            _Recorder(MODEL_CALL.labels(model, version)),
         )
     rows, batch, queue, call = by_model
     if record.rows is not None:
@@ -210,6 +252,7 @@ def request_finished(
     if record.model_seconds is not None:
         call.observe(record.model_seconds)
     if record.cache_hit is not None:
+        # Resolved here only: an uncached model gets no cache series at all.
         (CACHE_HITS if record.cache_hit else CACHE_MISSES).labels(model, version).inc()
 
 

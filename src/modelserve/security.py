@@ -357,7 +357,11 @@ class Authenticator:
         )
         self._jwt = JWTVerifier(settings) if jwt_configured else None
         self._snapshot: tuple[KeyRecord, ...] | None = None
-        self._principals: tuple[tuple[str, Principal], ...] = ()
+        #: Every stored hash and its principal: the env key's, then the keys file's as of
+        #: ``_snapshot`` (rebuilt only when the file's records change).
+        self._principals: tuple[tuple[str, Principal], ...] = (
+            (self._env,) if self._env is not None else ()
+        )
 
     @property
     def enabled(self) -> bool:
@@ -385,16 +389,16 @@ class Authenticator:
         return found
 
     def _candidates(self) -> tuple[tuple[str, Principal], ...]:
-        env = (self._env,) if self._env is not None else ()
         if self._file is None:
-            return env
+            return self._principals
         records = self._file.records()
         if records is not self._snapshot:  # the file changed: rebuild the principals once
-            self._principals = tuple(
+            env = (self._env,) if self._env is not None else ()
+            self._principals = env + tuple(
                 (r.hash, Principal(r.name, r.scopes, r.models, "keys_file")) for r in records
             )
             self._snapshot = records
-        return env + self._principals
+        return self._principals
 
     def describe(self) -> str:
         """One line for the start-up log: what protects the routes, or that nothing does."""

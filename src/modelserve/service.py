@@ -43,6 +43,10 @@ class InferenceService:
         self._table: dict[str, ServedModel] = {}
         self._publish_lock = threading.Lock()
         self._generation = 0
+        #: The sorted names of one table, and the table they are of (every request that
+        #: names no model asks for the default, which sorting each time made a sizeable
+        #: share of a small request).
+        self._names: tuple[dict[str, ServedModel], list[str]] = (self._table, [])
 
     def load(self) -> None:
         """Load every model version now (called once at start-up, never per request)."""
@@ -99,13 +103,21 @@ class InferenceService:
         return self._table.get(name)
 
     def names(self) -> list[str]:
-        return sorted(self._table)
+        return list(self._sorted_names())
+
+    def _sorted_names(self) -> list[str]:
+        """The current table's names, sorted once per published table (do not change)."""
+        table = self._table
+        cached = self._names
+        if cached[0] is not table:
+            cached = self._names = (table, sorted(table))
+        return cached[1]
 
     def default_name(self) -> str | None:
         """The model a request that names none is for: the configured one, or the only one."""
         if self.settings.default_model is not None:
             return self.settings.default_model
-        names = self.names()
+        names = self._sorted_names()
         return names[0] if len(names) == 1 else None
 
     def ready(self) -> bool:

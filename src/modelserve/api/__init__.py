@@ -16,6 +16,7 @@ from . import limits
 from . import observe
 from . import openapi
 from . import ops
+from . import pipeline
 from . import predict
 from . import v2
 from ._handlers import EXTENSION_KEY
@@ -30,10 +31,12 @@ def init_app(app: Flask, service: InferenceService) -> None:
     ``after_request`` hooks registered here, once, so that adding it changes no route.
     """
     app.extensions[EXTENSION_KEY] = Handlers.create(service)
-    observe.init_app(app, service.settings)  # first: its hooks must see every request
+    observe.init_app(app, service.settings)
     errors.init_app(app)
     auth.init_app(app, service.settings)
     headers.init_app(app, service.settings)
+    # Observe, authenticate, add the headers: one hook of each kind, first of the hooks.
+    pipeline.init_app(app)
     _connection.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(predict.bp)

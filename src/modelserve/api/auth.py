@@ -28,6 +28,7 @@ from ..security import Principal
 from ..security import authorize
 from ..security import credential_from_headers
 from ..settings import ServerSettings
+from ..web.page import PAGE_ENDPOINTS
 from ..web.page import is_page_request
 from ._handlers import get_handlers
 from .errors import handle_modelserve_error
@@ -101,17 +102,21 @@ def current_principal() -> Principal | None:
     return _authenticate()[0]
 
 
-def _authenticate() -> tuple[Principal | None, errors.Unauthenticated | None]:
+def _authenticate(
+    policy: _Policy | None = None,
+) -> tuple[Principal | None, errors.Unauthenticated | None]:
     cached: tuple[Principal | None, errors.Unauthenticated | None] | None = g.get("modelserve_auth")
     if cached is not None:
         return cached
     result: tuple[Principal | None, errors.Unauthenticated | None] = (None, None)
-    policy = _policy()
+    if policy is None:
+        policy = _policy()
     if policy.enabled:
-        headers = request.headers
+        # The environ, not request.headers: the same two values, without the header view.
+        environ = request.environ
         try:
             credential = credential_from_headers(
-                headers.get("Authorization"), headers.get("X-API-Key")
+                environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_API_KEY")
             )
             if credential is not None:
                 result = (policy.authenticator.authenticate(credential), None)
@@ -121,40 +126,57 @@ def _authenticate() -> tuple[Principal | None, errors.Unauthenticated | None]:
     return result
 
 
-def check_request() -> None:
-    """The ``before_request`` hook: let the request through, or raise 401/403."""
-    # One proxy lookup, not one per attribute: this runs on every request.
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
-    rule = req.url_rule
-    endpoint = req.endpoint
-    if rule is None or endpoint is None:
-        return  # no route: the 404/405 answers, and reveals nothing
-    method = req.method
-    if method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
-        return  # Flask's own answer (the Allow header; CORS preflight): no view runs
-    scope = required_scope(endpoint, method)
+class Access:
+    """What one (URL rule, method) needs, decided once, at its first request.
+
+    :param endpoint: the rule's endpoint.
+    :param method: the request method.
+    :param automatic_options: Flask answers this OPTIONS itself (no view runs): no check.
+    """
+
+    __slots__ = ("scope", "skip", "page", "default_model")
+
+    def __init__(self, endpoint: str, method: str, automatic_options: bool) -> None:
+        self.scope = required_scope(endpoint, method)
+        #: No view runs (Flask's own OPTIONS answer, the Allow header, CORS preflight).
+        self.skip = method == "OPTIONS" and automatic_options
+        #: A page endpoint read with GET/HEAD: public when the client negotiates HTML.
+        self.page = endpoint in PAGE_ENDPOINTS and method in ("GET", "HEAD")
+        #: An inference POST that names no model is for the default model.
+        self.default_model = endpoint in INFERENCE_ENDPOINTS and self.scope == SCOPE_PREDICT
+
+
+def check_access(access: Access, req: Request) -> None:
+    """Let the request through, or raise 401/403 (the pipeline's first check).
+
+    :param access: what the request's rule and method need (decided once per rule).
+    :param req: the request (not the proxy: one lookup for every attribute read here).
+    """
+    if access.skip:
+        return
+    scope = access.scope
     policy = _policy()
     if not policy.enabled:
         if scope == SCOPE_ADMIN:
             authorize(None, scope, None, enabled=False)
         return
-    if scope != SCOPE_ADMIN and (policy.is_public(req.path) or is_page_request(req)):
+    if scope != SCOPE_ADMIN and (
+        policy.is_public(req.path) or (access.page and is_page_request(req))
+    ):
         return  # the web page's HTML holds no data: its scripts call the API with the key
-    principal, error = _authenticate()
+    principal, error = _authenticate(policy)
     if error is not None:
         raise error
-    authorize(principal, scope, _model_of_request(scope))
+    authorize(principal, scope, _model_of_request(access, req) if scope == SCOPE_PREDICT else None)
 
 
-def _model_of_request(scope: str) -> str | None:
+def _model_of_request(access: Access, req: Request) -> str | None:
     """The model the request names, or the default model that serves it when it names none."""
-    if scope != SCOPE_PREDICT:
-        return None
-    args = request.view_args or {}
-    name = args.get("name")
+    args = req.view_args
+    name = args.get("name") if args else None
     if isinstance(name, str):
         return name
-    if request.endpoint in INFERENCE_ENDPOINTS:
+    if access.default_model:
         return get_handlers().service.default_name()
     return None
 
@@ -182,7 +204,7 @@ def init_app(app: Flask, settings: ServerSettings) -> None:
     :raises ConfigError: for a missing or invalid keys file, or bad JWT settings.
     """
     app.extensions[EXTENSION_KEY] = _Policy(settings)
-    # First among the request hooks: the rate limits read current_principal().
-    app.before_request_funcs.setdefault(None, []).insert(0, check_request)
+    # The check itself runs in the request pipeline (check_access), before the rate limits,
+    # which read current_principal().
     app.register_error_handler(errors.Unauthenticated, handle_auth_error)
     app.register_error_handler(errors.Forbidden, handle_auth_error)

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from flask import Flask
 from flask import Response
-from flask import request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..settings import ServerSettings
-from .auth import INFERENCE_ENDPOINTS
 
 #: For HTML pages (the web page): only this server's own scripts, styles and images (plus
 #: ``data:`` and ``blob:`` images: previews of the pictures a user picks, which never leave
@@ -37,11 +35,12 @@ CORS_EXPOSE_HEADERS = [
 ]
 
 
-def add_security_headers(response: Response) -> Response:
-    """``nosniff`` everywhere, ``no-store`` on predictions, the CSP on HTML."""
+def add_security_headers(response: Response, inference: bool) -> Response:
+    """``nosniff`` everywhere, ``no-store`` on predictions, the CSP on HTML (called by the
+    request pipeline, which knows whether the endpoint is an ``inference`` one)."""
     headers = response.headers
     headers["X-Content-Type-Options"] = "nosniff"
-    if request.endpoint in INFERENCE_ENDPOINTS:
+    if inference:
         # Answers about one caller's data: no shared cache (a proxy, a CDN) may keep them.
         headers["Cache-Control"] = "no-store"
     # The raw header, not response.mimetype, which parses it on every response.
@@ -52,8 +51,8 @@ def add_security_headers(response: Response) -> Response:
 
 
 def init_app(app: Flask, settings: ServerSettings) -> None:
-    """Add the headers to every response; answer CORS for ``MODELSERVE_CORS_ORIGINS`` only."""
-    app.after_request(add_security_headers)
+    """Answer CORS for ``MODELSERVE_CORS_ORIGINS`` only (the request pipeline adds the
+    security headers to every response)."""
     if settings.cors_origins:
         from flask_cors import CORS
 

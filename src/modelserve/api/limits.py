@@ -532,8 +532,11 @@ class RateLimiter:
         }
 
     def init_app(self, app: Flask) -> None:
-        app.before_request(self.check_request)
-        app.after_request(_add_headers)
+        app.before_request(self.check_request)  # after the pipeline's (authentication)
+
+    def limits(self, endpoint: str) -> bool:
+        """Whether requests to ``endpoint`` are counted (and get the limit headers)."""
+        return endpoint in self._by_endpoint
 
     def check_request(self) -> None:
         """Count the request; raise 429 past its limit, or 503 when failing closed."""
@@ -573,7 +576,8 @@ class RateLimiter:
             ) from None
 
 
-def _add_headers(response: Response) -> Response:
+def add_headers(response: Response) -> Response:
+    """The ``X-RateLimit-*`` headers of a counted request (the request pipeline calls it)."""
     window = g.get("modelserve_rate_limit")
     if window is not None:
         limit, remaining, reset = window

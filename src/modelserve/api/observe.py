@@ -1,10 +1,11 @@
 """Request ids, the one log line per request, the request metrics, ``GET /metrics`` and each
 model's statistics (``GET /models/<name>/stats``).
 
-``before_request`` keeps a sane incoming ``X-Request-ID`` (or makes one) and opens the
-request's :class:`~modelserve.telemetry.RequestRecord`, which the core fills in;
-``after_request`` echoes the id, records the metrics and writes the line; ``teardown_request``
-closes the record, whatever happened.
+The request pipeline (:mod:`modelserve.api.pipeline`) calls :class:`RequestObserver`: first
+it keeps a sane incoming ``X-Request-ID`` (or makes one) and opens the request's
+:class:`~modelserve.telemetry.RequestRecord`, which the core fills in; after the view it
+echoes the id, records the metrics and writes the line; at teardown it closes the record,
+whatever happened.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import logging
 import re
 from time import perf_counter
 from typing import TYPE_CHECKING
+from typing import Any
 
 from flask import Blueprint
 from flask import Flask
 from flask import Request
 from flask import Response
-from flask import request
 
 from .. import telemetry
 from ..errors import ModelNotFound
@@ -92,12 +93,7 @@ def init_metrics() -> None:
 
 
 def init_app(app: Flask, settings: ServerSettings) -> None:
-    """Register the hooks and ``/metrics``.
-
-    Call it before any other hook is registered: Flask runs ``before_request`` hooks in
-    order and skips the rest once one answers, so a request refused by an earlier hook
-    (a 401, a 429) would get no id, no line and no count.
-    """
+    """Register ``/metrics`` and build the app's :class:`RequestObserver`."""
     # Imported here, not at the top: the server's main process imports the app module, and
     # must not import prometheus_client before it prepared the multiprocess folder.
     from .. import metrics as _metrics
@@ -107,91 +103,105 @@ def init_app(app: Flask, settings: ServerSettings) -> None:
     if settings.metrics_public:
         public.add(METRICS_ENDPOINT)
 
-    # The protocol label of each endpoint, worked out once per endpoint.
-    protocols: dict[str, str] = {}
-    request_started = _metrics.request_started
-    request_finished = _metrics.request_finished
-    request_closed = _metrics.request_closed
-    count_refused = _metrics.count_refused
-    begin = telemetry.begin
-    current = telemetry.current
+    observer = RequestObserver(_metrics)
+    app.extensions[OBSERVER_KEY] = observer
 
-    def labels_of(rule: Rule | None) -> tuple[str, str]:
-        if rule is None:
-            return UNMATCHED, "none"
-        protocol = protocols.get(rule.endpoint)
-        if protocol is None:
-            blueprint = rule.endpoint.rpartition(".")[0]
-            protocol = protocols[rule.endpoint] = _PROTOCOLS.get(blueprint, blueprint or "none")
-        return rule.rule, protocol
 
-    @app.before_request
-    def open_record() -> None:
-        begin(request_id(request.headers.get(REQUEST_ID_HEADER)))
-        request_started()
+#: ``app.extensions`` key of the app's :class:`RequestObserver` (the request pipeline calls it).
+OBSERVER_KEY = "modelserve.observer"
 
-    @app.after_request
-    def close_record(response: Response) -> Response:
-        record = current()
-        if record is None:  # pragma: no cover - before_request always ran first
-            return response
+
+class RequestObserver:
+    """What every request records: its id and record (:meth:`open`), the metrics, the id
+    header and the log line (:meth:`close`), and the end of the record (:meth:`forget`).
+
+    Called by the one request pipeline (:mod:`modelserve.api.pipeline`), not registered as
+    hooks of its own: one hook of each kind for the whole pipeline costs less.
+
+    :param metrics: :mod:`modelserve.metrics`, imported by the caller (see :func:`init_app`).
+    """
+
+    def __init__(self, metrics: Any) -> None:
+        self._request_started = metrics.request_started
+        self._request_finished = metrics.request_finished
+        self._request_closed = metrics.request_closed
+        self._count_refused = metrics.count_refused
+
+    def open(self, incoming_id: str | None) -> None:
+        """Open the request's record, under the client's id when sane."""
+        telemetry.begin(request_id(incoming_id))
+        self._request_started()
+
+    def close(
+        self, response: Response, req: Request, route: str, protocol: str, rule: Rule | None
+    ) -> None:
+        """Count the answered request, echo its id and write its line."""
+        record = telemetry.current()
+        if record is None:  # pragma: no cover - the pipeline opens a record first
+            return
         seconds = perf_counter() - record.started
-        req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
-        rule = req.url_rule
-        route, protocol = labels_of(rule)
         status = response.status_code
-        request_finished(route, protocol, status, record, seconds)
+        self._request_finished(route, protocol, status, record, seconds)
         if status in _REFUSED_BY_STATUS:
-            count_refused(_REFUSED_BY_STATUS[status])
+            self._count_refused(_REFUSED_BY_STATUS[status])
         # add, not set: the response has no request id yet, and set scans every header.
         response.headers.add(REQUEST_ID_HEADER, record.request_id)
         if _request_log.isEnabledFor(logging.INFO):
             log_request(req, rule, route, status, seconds, record)
-        return response
 
-    def log_request(
-        req: Request,
-        rule: Rule | None,
-        route: str,
-        status: int,
-        seconds: float,
-        record: telemetry.RequestRecord,
-    ) -> None:
-        principal = current_principal()
-        method = req.method
-        fields = {
-            "request_id": record.request_id,
-            "method": method,
-            "route": rule.rule if rule is not None else None,
-            "model": record.model,
-            "version": record.version,
-            "status": status,
-            "latency_ms": round(seconds * 1000, 3),
-            "rows": record.rows,
-            "batch_size": record.batch_size,
-            "cache_hit": record.cache_hit,
-            "client": getattr(principal, "name", None),
-        }
-        if rule is None:
-            fields["path"] = req.path[:256]
-        # The record built directly: Logger.info would walk the stack for the caller's file
-        # and line (findCaller), a sizeable share of the line's cost, for a value no
-        # formatter of this logger prints: every request line comes from here.
-        line = _request_log.makeRecord(
-            REQUEST_LOGGER,
-            logging.INFO,
-            __file__,
-            0,
-            "%s %s %d %.2f ms",
-            (method, route, status, seconds * 1000),
-            None,
-            "close_record",
-            {"fields": fields},
-        )
-        _request_log.handle(line)
-
-    @app.teardown_request
-    def forget_record(exc: BaseException | None) -> None:
-        if current() is not None:
-            request_closed()
+    def forget(self) -> None:
+        """Close the record, whatever happened to the request."""
+        if telemetry.current() is not None:
+            self._request_closed()
             telemetry.end()
+
+
+def labels_of(rule: Rule | None) -> tuple[str, str]:
+    """The ``route`` and ``protocol`` labels of a request that matched ``rule``."""
+    if rule is None:
+        return UNMATCHED, "none"
+    blueprint = rule.endpoint.rpartition(".")[0]
+    return rule.rule, _PROTOCOLS.get(blueprint, blueprint or "none")
+
+
+def log_request(
+    req: Request,
+    rule: Rule | None,
+    route: str,
+    status: int,
+    seconds: float,
+    record: telemetry.RequestRecord,
+) -> None:
+    """Write the request's one line (``modelserve.request``, INFO)."""
+    principal = current_principal()
+    method = req.method
+    fields = {
+        "request_id": record.request_id,
+        "method": method,
+        "route": rule.rule if rule is not None else None,
+        "model": record.model,
+        "version": record.version,
+        "status": status,
+        "latency_ms": round(seconds * 1000, 3),
+        "rows": record.rows,
+        "batch_size": record.batch_size,
+        "cache_hit": record.cache_hit,
+        "client": getattr(principal, "name", None),
+    }
+    if rule is None:
+        fields["path"] = req.path[:256]
+    # The record built directly: Logger.info would walk the stack for the caller's file
+    # and line (findCaller), a sizeable share of the line's cost, for a value no
+    # formatter of this logger prints: every request line comes from here.
+    line = _request_log.makeRecord(
+        REQUEST_LOGGER,
+        logging.INFO,
+        __file__,
+        0,
+        "%s %s %d %.2f ms",
+        (method, route, status, seconds * 1000),
+        None,
+        "close_record",
+        {"fields": fields},
+    )
+    _request_log.handle(line)
