@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from modelserve import metrics
 from modelserve.api.observe import METRICS_ENDPOINT
-from modelserve.api.observe import PUBLIC_ENDPOINTS_KEY
 from modelserve.app import create_app
 from modelserve.settings import ServerSettings
 
@@ -188,10 +188,15 @@ def test_metrics_route_answers_the_prometheus_text_format(client: FlaskClient) -
 
 
 @pytest.mark.parametrize("public", [True, False])
-def test_metrics_route_is_marked_public_by_setting(settings: ServerSettings, public: bool) -> None:
-    app = create_app(settings.model_copy(update={"metrics_public": public}))
-    assert (METRICS_ENDPOINT in app.extensions[PUBLIC_ENDPOINTS_KEY]) is public
+def test_metrics_route_is_public_by_setting(settings: ServerSettings, public: bool) -> None:
+    """With a key configured, a scrape without one answers only when the setting says so."""
+    app = create_app(
+        settings.model_copy(update={"metrics_public": public, "api_key": SecretStr("k" * 32)})
+    )
     assert app.url_map.bind("x").match("/metrics", "GET")[0] == METRICS_ENDPOINT
+    client = app.test_client()
+    assert client.get("/metrics").status_code == (200 if public else 401)
+    assert client.get("/metrics", headers={"X-API-Key": "k" * 32}).status_code == 200
 
 
 def test_importing_the_app_does_not_import_prometheus_client() -> None:

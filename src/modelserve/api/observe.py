@@ -42,9 +42,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")
 
 METRICS_ENDPOINT = "observe.metrics"
-#: ``app.extensions`` key: endpoints that answer without an API key. The security layer's
-#: ``before_request`` lets ``request.endpoint in app.extensions[PUBLIC_ENDPOINTS_KEY]`` pass.
-PUBLIC_ENDPOINTS_KEY = "modelserve.public_endpoints"
 
 #: The label for requests that matched no route: never the raw path (unbounded values).
 UNMATCHED = "(unmatched)"
@@ -99,10 +96,6 @@ def init_app(app: Flask, settings: ServerSettings) -> None:
     from .. import metrics as _metrics
 
     app.register_blueprint(bp)
-    public: set[str] = app.extensions.setdefault(PUBLIC_ENDPOINTS_KEY, set())
-    if settings.metrics_public:
-        public.add(METRICS_ENDPOINT)
-
     observer = RequestObserver(_metrics)
     app.extensions[OBSERVER_KEY] = observer
 
