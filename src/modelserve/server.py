@@ -215,6 +215,25 @@ def _gunicorn_worker_class(threads: int) -> type[Any]:
             timer.daemon = True
             timer.start()
 
+        def handle_quit(self, sig: int, frame: Any) -> None:
+            """SIGINT/SIGQUIT: gunicorn's quick stop, unless the signal interrupted the
+            thread pool itself.
+
+            gthread's handler shuts its pool down from inside the signal handler. When the
+            signal lands while the main thread is in ``pool.submit`` (which holds the pool's
+            shutdown lock while it starts a thread), that waits on the lock forever and the
+            master kills the worker only after the graceful timeout (seen with Ctrl-C sent
+            to the whole process group while a request was being accepted). Then stop the
+            loop instead: the worker's run shuts the pool down as it returns.
+            """
+            lock = getattr(getattr(self, "tpool", None), "_shutdown_lock", None)
+            if lock is not None:
+                if not lock.acquire(blocking=False):
+                    self.alive = False
+                    return
+                lock.release()
+            super().handle_quit(sig, frame)
+
         def _stop_after_drain(self, stop: Callable[[int, Any], None], sig: int) -> None:
             stop(sig, None)
             # The sync worker sleeps in select() for up to half the timeout: wake it now.
