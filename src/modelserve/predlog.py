@@ -25,7 +25,6 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -35,6 +34,7 @@ import orjson
 from . import workers
 from .errors import ConfigError
 from .settings import ServerSettings
+from .sqlurl import sqlalchemy_url
 from .telemetry import new_request_id
 from .types import PREDICT_OUTPUT
 from .types import PROBA_OUTPUT
@@ -78,22 +78,8 @@ class LoggedPrediction:
 
 
 def database_url(value: str) -> str:
-    """The SQLAlchemy URL for ``MODELSERVE_PREDICTION_LOG``: a plain path means a SQLite file,
-    and a bare ``postgresql://`` gets the psycopg (3) driver the ``predlog`` extra installs.
-
-    :raises ConfigError: for a database other than SQLite or PostgreSQL.
-    """
-    if "://" not in value:
-        return "sqlite:///" + str(Path(value).expanduser().resolve())
-    scheme, rest = value.split("://", 1)
-    if scheme in ("postgresql", "postgres"):
-        return "postgresql+psycopg://" + rest
-    if scheme.split("+")[0] not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            f"MODELSERVE_PREDICTION_LOG: {scheme}:// is not supported; use sqlite:///PATH.db, "
-            "postgresql://USER@HOST/DB, or a file path"
-        )
-    return value
+    """The SQLAlchemy URL for ``MODELSERVE_PREDICTION_LOG`` (see :mod:`modelserve.sqlurl`)."""
+    return sqlalchemy_url(value, "MODELSERVE_PREDICTION_LOG")
 
 
 def _dumps(value: Any) -> str:

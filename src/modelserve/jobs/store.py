@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..errors import JobNotFound
 from ..errors import ServerBusy
+from ..sqlurl import sqlalchemy_url
 from .model import FINISHED
 from .model import Job
 
@@ -40,22 +41,8 @@ _SQLITE_BUSY_SECONDS = 30.0
 
 
 def store_url(value: str) -> str:
-    """The SQLAlchemy URL for ``MODELSERVE_JOBS_STORE_URL``: a plain path is a SQLite file, a
-    bare ``postgresql://`` gets the psycopg (3) driver.
-
-    :raises ConfigError: for a database other than SQLite or PostgreSQL.
-    """
-    if "://" not in value:
-        return "sqlite:///" + str(Path(value).expanduser().resolve())
-    scheme, rest = value.split("://", 1)
-    if scheme in ("postgresql", "postgres"):
-        return "postgresql+psycopg://" + rest
-    if scheme.split("+")[0] not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            f"MODELSERVE_JOBS_STORE_URL: {scheme}:// is not supported; use sqlite:///PATH.db, "
-            "postgresql://USER@HOST/DB, or a file path"
-        )
-    return value
+    """The SQLAlchemy URL for ``MODELSERVE_JOBS_STORE_URL`` (see :mod:`modelserve.sqlurl`)."""
+    return sqlalchemy_url(value, "MODELSERVE_JOBS_STORE_URL")
 
 
 def new_job_id() -> str:
