@@ -192,7 +192,8 @@ def log_request(
         __file__,
         0,
         "%s %s %d %.2f ms",
-        (method, route, status, seconds * 1000),
+        # The field's own rounded value: the message and the field never disagree.
+        (method, route, status, fields["latency_ms"]),
         None,
         "close_record",
         {"fields": fields},
