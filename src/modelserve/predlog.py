@@ -34,6 +34,8 @@ import orjson
 from . import workers
 from .errors import ConfigError
 from .settings import ServerSettings
+from .sqlurl import display_url
+from .sqlurl import open_engine
 from .sqlurl import sqlalchemy_url
 from .telemetry import new_request_id
 from .types import PREDICT_OUTPUT
@@ -53,7 +55,6 @@ BATCH_SIZE = 500
 #: Seconds :meth:`PredictionLog.close` waits for the writer to finish what is queued.
 CLOSE_TIMEOUT = 20.0
 #: Seconds a SQLite writer waits for another worker's write to finish before it gives up.
-_SQLITE_BUSY_SECONDS = 30.0
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
 
 
@@ -95,41 +96,23 @@ class PredictionStore:
     """
 
     def __init__(self, url: str, table: str = DEFAULT_TABLE) -> None:
-        try:
-            import sqlalchemy as sa
-        except ImportError:
-            raise ConfigError(
-                "MODELSERVE_PREDICTION_LOG needs SQLAlchemy: pip install 'modelserve[predlog]'"
-            ) from None
         if not _TABLE_RE.match(table):
             raise ConfigError(
                 f"MODELSERVE_PREDICTION_LOG_TABLE: {table!r} is not a plain table name "
                 "(letters, digits and '_', at most 50 characters)"
             )
-        full = database_url(url)
-        try:
-            parsed = sa.make_url(full)
-        except sa.exc.ArgumentError as exc:
-            raise ConfigError(f"MODELSERVE_PREDICTION_LOG is not a database URL: {exc}") from None
-        self.sqlite = parsed.get_backend_name() == "sqlite"
+        self.engine: Engine
+        self.engine, self.sqlite = open_engine(
+            url,
+            "MODELSERVE_PREDICTION_LOG",
+            "predlog",
+            json_serializer=_dumps,
+            json_deserializer=orjson.loads,
+        )
         #: The URL with its password hidden, for messages.
-        self.display_url = parsed.render_as_string(hide_password=True)
-        options: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
-        if self.sqlite:
-            # The writer and the drift report's request threads share the pool's connections
-            # (one thread at a time each, which is what check_same_thread guards against).
-            options["connect_args"] = {"check_same_thread": False, "timeout": _SQLITE_BUSY_SECONDS}
-        else:
-            options["pool_pre_ping"] = True
-        try:
-            self.engine: Engine = sa.create_engine(parsed, **options)
-        except ImportError as exc:
-            raise ConfigError(
-                f"MODELSERVE_PREDICTION_LOG: the database driver is missing ({exc}); "
-                "pip install 'modelserve[predlog]'"
-            ) from None
-        if self.sqlite:
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.display_url = display_url(self.engine)
+        import sqlalchemy as sa  # open_engine has checked it is installed
+
         self.table: Table = _define_table(sa.MetaData(), table)
         self._created = False
 
@@ -222,16 +205,6 @@ def _define_table(metadata: Any, name: str) -> Table:
         sa.Column("outputs", sa.JSON(), nullable=False, doc="Each output, one value per row"),
         sa.Index(f"ix_{name}_model_ts", "model", "version", "ts"),
     )
-
-
-def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
-    # WAL lets the workers of one server write the same file (one at a time, each waiting up
-    # to the busy timeout) while the drift report reads it; NORMAL is durable under WAL
-    # except for the last transactions on a power cut, which a log can afford.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 class PredictionLog:

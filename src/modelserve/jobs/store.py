@@ -20,13 +20,13 @@ import time
 from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
-from ..errors import ConfigError
 from ..errors import JobNotFound
 from ..errors import ServerBusy
+from ..sqlurl import display_url
+from ..sqlurl import open_engine
 from ..sqlurl import sqlalchemy_url
 from .model import FINISHED
 from .model import Job
@@ -37,7 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Table
 
 #: Seconds a SQLite writer waits for another process's write before it gives up.
-_SQLITE_BUSY_SECONDS = 30.0
 
 
 def store_url(value: str) -> str:
@@ -59,34 +58,11 @@ class JobStore:
     """
 
     def __init__(self, url: str, table: str = "modelserve_jobs") -> None:
-        try:
-            import sqlalchemy as sa
-        except ImportError:
-            raise ConfigError(
-                "Batch jobs need SQLAlchemy: pip install 'modelserve[jobs]'"
-            ) from None
-        try:
-            parsed = sa.make_url(store_url(url))
-        except sa.exc.ArgumentError as exc:
-            raise ConfigError(f"MODELSERVE_JOBS_STORE_URL is not a database URL: {exc}") from None
-        self.sqlite = parsed.get_backend_name() == "sqlite"
-        self.display_url = parsed.render_as_string(hide_password=True)
-        options: dict[str, Any] = {}
-        if self.sqlite:
-            if parsed.database:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            options["connect_args"] = {"check_same_thread": False, "timeout": _SQLITE_BUSY_SECONDS}
-        else:
-            options["pool_pre_ping"] = True
-        try:
-            self.engine: Engine = sa.create_engine(parsed, **options)
-        except ImportError as exc:
-            raise ConfigError(
-                f"MODELSERVE_JOBS_STORE_URL: the database driver is missing ({exc}); "
-                "pip install 'modelserve[jobs,predlog]'"
-            ) from None
-        if self.sqlite:
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        import sqlalchemy as sa  # open_engine has checked it is installed
+
+        self.engine: Engine
+        self.engine, self.sqlite = open_engine(url, "MODELSERVE_JOBS_STORE_URL", "jobs")
+        self.display_url = display_url(self.engine)
         self.table: Table = _define_table(sa.MetaData(), table)
         self.create()
 
@@ -407,12 +383,3 @@ def _define_table(metadata: Any, name: str) -> Table:
         sa.Index(f"ix_{name}_state", "state", "created_at"),
         sa.Index(f"ix_{name}_owner", "owner", "created_at"),
     )
-
-
-def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
-    # WAL: the server's processes (and a local worker) write one file, one at a time, each
-    # waiting up to the busy timeout, while others read.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
