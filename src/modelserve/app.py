@@ -13,6 +13,7 @@ from flask.sessions import SessionMixin
 
 from . import api
 from . import threads
+from .api import express
 from .api import observe
 from .api._json import OrjsonProvider
 from .api.headers import trust_proxies
@@ -86,5 +87,6 @@ def create_app(
     app.extensions["modelserve"] = service
 
     api.init_app(app, service)
+    express.init_app(app)  # in front of every wrapper but the proxy fix
     trust_proxies(app, settings)
     return app

@@ -12,14 +12,14 @@ from flask.json.provider import JSONProvider
 
 from ..errors import UnsupportedMediaType
 
-_DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 class OrjsonProvider(JSONProvider):
     """Flask JSON provider backed by orjson (numpy arrays serialise without Python loops)."""
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj, option=_DUMP_OPTIONS).decode()
+        return orjson.dumps(obj, option=DUMP_OPTIONS).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return orjson.loads(s)
@@ -27,13 +27,13 @@ class OrjsonProvider(JSONProvider):
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
         return current_app.response_class(
-            orjson.dumps(obj, option=_DUMP_OPTIONS), mimetype="application/json"
+            orjson.dumps(obj, option=DUMP_OPTIONS), mimetype="application/json"
         )
 
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(
-        orjson.dumps(body, option=_DUMP_OPTIONS), status=status, mimetype="application/json"
+        orjson.dumps(body, option=DUMP_OPTIONS), status=status, mimetype="application/json"
     )
 
 

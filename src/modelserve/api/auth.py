@@ -13,6 +13,8 @@ needs ``predict``); an admin route is never public. With no credential configure
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 from flask import Request
 from flask import Response
@@ -81,7 +83,12 @@ class _Policy:
 
 
 def _policy() -> _Policy:
-    policy: _Policy = current_app.extensions[EXTENSION_KEY]
+    return policy_of(current_app)
+
+
+def policy_of(app: Flask) -> _Policy:
+    """``app``'s authentication policy (its authenticator and public paths)."""
+    policy: _Policy = app.extensions[EXTENSION_KEY]
     return policy
 
 
@@ -108,22 +115,28 @@ def _authenticate(
     cached: tuple[Principal | None, errors.Unauthenticated | None] | None = g.get("modelserve_auth")
     if cached is not None:
         return cached
-    result: tuple[Principal | None, errors.Unauthenticated | None] = (None, None)
-    if policy is None:
-        policy = _policy()
-    if policy.enabled:
-        # The environ, not request.headers: the same two values, without the header view.
-        environ = request.environ
-        try:
-            credential = credential_from_headers(
-                environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_API_KEY")
-            )
-            if credential is not None:
-                result = (policy.authenticator.authenticate(credential), None)
-        except errors.Unauthenticated as exc:
-            result = (None, exc)
+    # The environ, not request.headers: the same two values, without the header view.
+    result = authenticate_environ(policy or _policy(), request.environ)
     g.modelserve_auth = result
     return result
+
+
+def authenticate_environ(
+    policy: _Policy, environ: dict[str, Any]
+) -> tuple[Principal | None, errors.Unauthenticated | None]:
+    """Who sent the request with this WSGI ``environ``: its principal, or the reason it has
+    none (``(None, None)``: no credential sent, or authentication off). Never raises."""
+    if not policy.enabled:
+        return None, None
+    try:
+        credential = credential_from_headers(
+            environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_API_KEY")
+        )
+        if credential is None:
+            return None, None
+        return policy.authenticator.authenticate(credential), None
+    except errors.Unauthenticated as exc:
+        return None, exc
 
 
 class Access:

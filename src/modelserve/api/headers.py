@@ -35,14 +35,19 @@ CORS_EXPOSE_HEADERS = [
 ]
 
 
+#: On every response: no content sniffing.
+EVERY_RESPONSE = (("X-Content-Type-Options", "nosniff"),)
+#: On every inference answer, too: answers about one caller's data, which no shared cache (a
+#: proxy, a CDN) may keep.
+INFERENCE_RESPONSE = (*EVERY_RESPONSE, ("Cache-Control", "no-store"))
+
+
 def add_security_headers(response: Response, inference: bool) -> Response:
     """``nosniff`` everywhere, ``no-store`` on predictions, the CSP on HTML (called by the
     request pipeline, which knows whether the endpoint is an ``inference`` one)."""
     headers = response.headers
-    headers["X-Content-Type-Options"] = "nosniff"
-    if inference:
-        # Answers about one caller's data: no shared cache (a proxy, a CDN) may keep them.
-        headers["Cache-Control"] = "no-store"
+    for name, value in INFERENCE_RESPONSE if inference else EVERY_RESPONSE:
+        headers[name] = value
     # The raw header, not response.mimetype, which parses it on every response.
     if headers.get("Content-Type", "").startswith("text/html"):
         headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)

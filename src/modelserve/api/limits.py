@@ -42,6 +42,7 @@ from werkzeug.exceptions import TooManyRequests
 
 from ..errors import ConfigError
 from ..errors import ServerBusy
+from ..security import Principal
 from ..settings import ServerSettings
 from .auth import current_principal
 
@@ -173,11 +174,15 @@ def route_class(endpoint: str | None) -> RouteClass | None:
 
 def client_key() -> str:
     """Whose budget a request spends: its principal's name, else its peer address."""
-    principal = current_principal()
+    return client_key_of(current_principal(), request.remote_addr)
+
+
+def client_key_of(principal: Principal | None, remote_addr: str | None) -> str:
+    """:func:`client_key` from its two facts (the express lane has no Flask request)."""
     name = principal.name if principal is not None else None
     if isinstance(name, str) and name:
         return f"key:{name}"
-    return f"ip:{request.remote_addr or 'unknown'}"
+    return f"ip:{remote_addr or 'unknown'}"
 
 
 class ClassLimits:
@@ -538,55 +543,89 @@ class RateLimiter:
         """Whether requests to ``endpoint`` are counted (and get the limit headers)."""
         return endpoint in self._by_endpoint
 
+    def limits_of(self, endpoint: str) -> ClassLimits | None:
+        """The limits requests to ``endpoint`` count against (``None``: not limited)."""
+        return self._by_endpoint.get(endpoint)
+
     def check_request(self) -> None:
         """Count the request; raise 429 past its limit, or 503 when failing closed."""
-        limits = self._by_endpoint.get(request.endpoint)  # type: ignore[arg-type]
-        if limits is None:
-            return
+        # The express lane counted this request already and handed it over: its verdict.
+        counted: Counted | None = request.environ.pop(COUNTED_KEY, None)
+        if counted is None:
+            limits = self._by_endpoint.get(request.endpoint)  # type: ignore[arg-type]
+            if limits is None:
+                return
+            counted = self.count(limits, client_key())
+        window, refusal = counted
+        if window is not None:
+            g.modelserve_rate_limit = window
+        if refusal is not None:
+            raise refusal
+
+    def count(self, limits: ClassLimits, key: str) -> Counted:
+        """Count one request of client ``key``: its window for the headers (``None`` when the
+        storage is down), and the refusal to answer it with (``None``: let it through), a 429
+        past the limit or a 503 when the storage is down and the limit fails closed."""
         if self._retry_at:
             if time.monotonic() < self._retry_at:
                 # The storage failed a moment ago: decide without waiting for it again.
-                self._storage_failed(None)
-                return
+                return None, self._storage_failed(None)
         try:
-            index, count, reset_in = self.storage.incr(limits, client_key())
+            index, count, reset_in = self.storage.incr(limits, key)
         except self.storage.errors as exc:
-            self._storage_failed(exc)
-            return
+            return None, self._storage_failed(exc)
         if self._retry_at:
             self._retry_at = 0.0
             self._alarm.ok()
         amount = limits.amounts[index]
-        now = time.time()
-        g.modelserve_rate_limit = (amount, max(0, amount - count), math.ceil(now + reset_in))
+        window = (amount, max(0, amount - count), math.ceil(time.time() + reset_in))
         if count > amount:
-            raise TooManyRequests(limits.message, retry_after=max(1, math.ceil(reset_in)))
+            return window, TooManyRequests(limits.message, retry_after=max(1, math.ceil(reset_in)))
+        return window, None
 
-    def _storage_failed(self, exc: BaseException | None) -> None:
-        """Let the request through or refuse it with a 503; ``exc`` is ``None`` while the
-        storage is skipped after a recent failure."""
+    def _storage_failed(self, exc: BaseException | None) -> ServerBusy | None:
+        """The 503 to refuse the request with, or ``None`` to let it through; ``exc`` is
+        ``None`` while the storage is skipped after a recent failure."""
         if exc is not None:
             self._retry_at = time.monotonic() + STORAGE_RETRY_INTERVAL
             self._alarm.failed(exc, self._fail_open)
-        if not self._fail_open:
-            raise ServerBusy(
-                "The rate limit storage is unreachable and MODELSERVE_RATE_LIMIT_FAIL_OPEN "
-                "is off: retry later",
-                retry_after=5.0,
-            ) from None
+        if self._fail_open:
+            return None
+        return ServerBusy(
+            "The rate limit storage is unreachable and MODELSERVE_RATE_LIMIT_FAIL_OPEN "
+            "is off: retry later",
+            retry_after=5.0,
+        )
+
+
+#: One counted request's ``X-RateLimit-*`` values: limit, remaining, reset (epoch seconds).
+LimitValues = tuple[int, int, int]
+#: What counting one request decided: its window (``None``: the storage is down) and the
+#: refusal to answer it with (``None``: let it through).
+Counted = tuple[LimitValues | None, "TooManyRequests | ServerBusy | None"]
+#: The environ key under which the express lane hands a request it counted to Flask.
+COUNTED_KEY = "modelserve.rate_limit.counted"
 
 
 def add_headers(response: Response) -> Response:
     """The ``X-RateLimit-*`` headers of a counted request (the request pipeline calls it)."""
     window = g.get("modelserve_rate_limit")
     if window is not None:
-        limit, remaining, reset = window
         # add, not set: the response has none of these yet, and set scans every header.
         add = response.headers.add
-        add("X-RateLimit-Limit", str(limit))
-        add("X-RateLimit-Remaining", str(remaining))
-        add("X-RateLimit-Reset", str(reset))
+        for name, value in window_headers(window):
+            add(name, value)
     return response
+
+
+def window_headers(window: LimitValues) -> list[tuple[str, str]]:
+    """The ``X-RateLimit-*`` headers of one counted window."""
+    limit, remaining, reset = window
+    return [
+        ("X-RateLimit-Limit", str(limit)),
+        ("X-RateLimit-Remaining", str(remaining)),
+        ("X-RateLimit-Reset", str(reset)),
+    ]
 
 
 def init_app(app: Flask, settings: ServerSettings) -> None:

@@ -24,6 +24,7 @@ from flask import Response
 from .. import telemetry
 from ..errors import ModelNotFound
 from ..logging import REQUEST_LOGGER
+from ..security import Principal
 from ..settings import ServerSettings
 from ._handlers import get_handlers
 from ._json import json_response
@@ -120,10 +121,11 @@ class RequestObserver:
         self._request_closed = metrics.request_closed
         self._count_refused = metrics.count_refused
 
-    def open(self, incoming_id: str | None) -> None:
+    def open(self, incoming_id: str | None) -> telemetry.RequestRecord:
         """Open the request's record, under the client's id when sane."""
-        telemetry.begin(request_id(incoming_id))
+        record = telemetry.begin(request_id(incoming_id))
         self._request_started()
+        return record
 
     def close(
         self, response: Response, req: Request, route: str, protocol: str, rule: Rule | None
@@ -132,15 +134,38 @@ class RequestObserver:
         record = telemetry.current()
         if record is None:  # pragma: no cover - the pipeline opens a record first
             return
+        # add, not set: the response has no request id yet, and set scans every header.
+        response.headers.add(REQUEST_ID_HEADER, record.request_id)
+        self.answered(
+            record,
+            response.status_code,
+            route,
+            protocol,
+            req.method,
+            rule.rule if rule is not None else None,
+            req.path if rule is None else "",  # only an unmatched request's line has it
+            current_principal(),
+        )
+
+    def answered(
+        self,
+        record: telemetry.RequestRecord,
+        status: int,
+        route: str,
+        protocol: str,
+        method: str,
+        rule: str | None,
+        path: str,
+        principal: Principal | None,
+    ) -> None:
+        """Count the request ``record`` describes and write its line (:meth:`close` without
+        Flask: the express lane calls it with the same facts)."""
         seconds = perf_counter() - record.started
-        status = response.status_code
         self._request_finished(route, protocol, status, record, seconds)
         if status in _REFUSED_BY_STATUS:
             self._count_refused(_REFUSED_BY_STATUS[status])
-        # add, not set: the response has no request id yet, and set scans every header.
-        response.headers.add(REQUEST_ID_HEADER, record.request_id)
         if _request_log.isEnabledFor(logging.INFO):
-            log_request(req, rule, route, status, seconds, record)
+            log_request(method, rule, path, principal, route, status, seconds, record)
 
     def forget(self) -> None:
         """Close the record, whatever happened to the request."""
@@ -158,20 +183,24 @@ def labels_of(rule: Rule | None) -> tuple[str, str]:
 
 
 def log_request(
-    req: Request,
-    rule: Rule | None,
+    method: str,
+    rule: str | None,
+    path: str,
+    principal: Principal | None,
     route: str,
     status: int,
     seconds: float,
     record: telemetry.RequestRecord,
 ) -> None:
-    """Write the request's one line (``modelserve.request``, INFO)."""
-    principal = current_principal()
-    method = req.method
+    """Write the request's one line (``modelserve.request``, INFO).
+
+    :param rule: the URL rule it matched (``None``: no route; the path is logged instead).
+    :param principal: who sent it (``None``: anonymous).
+    """
     fields = {
         "request_id": record.request_id,
         "method": method,
-        "route": rule.rule if rule is not None else None,
+        "route": rule,
         "model": record.model,
         "version": record.version,
         "status": status,
@@ -182,7 +211,7 @@ def log_request(
         "client": getattr(principal, "name", None),
     }
     if rule is None:
-        fields["path"] = req.path[:256]
+        fields["path"] = path[:256]
     # The record built directly: Logger.info would walk the stack for the caller's file
     # and line (findCaller), a sizeable share of the line's cost, for a value no
     # formatter of this logger prints: every request line comes from here.

@@ -1,0 +1,275 @@
+"""The express lane: a single-row seed ``POST /predict`` answered without Flask's request
+machinery, every other request passed to Flask untouched.
+
+Why: on a one-row prediction, Flask and werkzeug's own work (request and app contexts, the
+URL adapter, ``Request`` and ``Response`` objects, hook dispatch, ``get_wsgi_headers``) is
+about a quarter of the request, more than the model (BENCHMARKS.md, "#21 checks"). That is
+the request most traffic is, so it gets a WSGI entry of its own, in front of Flask.
+
+It does what the request pipeline does, with the same functions, in the same order: the
+request id and record, the credential and the scope (``auth``), the rate limit (``limits``),
+the view's work (``SeedProtocol.predict_one``), then the limit, security and id headers, the
+metrics and the request line (``observe``). The answer is the one Flask would give, byte for
+byte but the id and timing headers (``tests/api/test_express.py`` compares the two).
+
+It never answers anything but a 200. A request it cannot answer with one (no or a wrong
+credential, over the limit, a body that is not JSON, an unknown model, a failing model, a
+session cookie) goes to Flask as it came, the body it read put back, so the error answers,
+their headers, lines and counts are Flask's. The one thing it hands over is the rate-limit
+count (``limits.COUNTED_KEY``), so such a request is counted once; a model call that failed
+runs once more in Flask, and its own error is the answer.
+
+It is off (everything goes to Flask) when the app has work it does not know: any
+``before``/``after``/``teardown_request`` function but the pipeline's and the limiter's, a
+URL value preprocessor, a receiver of Flask's request signals, another view on the predict
+rules, or ``MODELSERVE_EXPRESS=false``. That is decided at the first request, so, as with
+Flask, hooks belong to the set-up, before the server takes requests.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from typing import Any
+
+import orjson
+from flask import Flask
+from flask import signals
+from werkzeug.exceptions import HTTPException
+
+from .. import telemetry
+from ..keys import SCOPE_PREDICT
+from ..security import authorize
+from . import auth
+from . import limits
+from . import predict
+from ._handlers import EXTENSION_KEY as HANDLERS_KEY
+from ._handlers import Handlers
+from ._json import DUMP_OPTIONS
+from .headers import INFERENCE_RESPONSE
+from .observe import OBSERVER_KEY
+from .observe import REQUEST_ID_HEADER
+from .observe import RequestObserver
+from .observe import labels_of
+from .pipeline import PIPELINE_KEY
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import WSGIEnvironment
+    from werkzeug.routing import MapAdapter
+
+#: The endpoint the lane serves (its three URL rules: default model, named, versioned).
+ENDPOINT = "predict.predict"
+#: Paths remembered (a path's rule and model, or that it is not the lane's); past this many
+#: distinct paths (a client making up model names) the rest are matched each time.
+MAX_PATHS = 1024
+_OK = "200 OK"
+#: Flask's request signals: a receiver of any of them must see every request.
+_SIGNALS = (
+    signals.request_started,
+    signals.request_finished,
+    signals.request_tearing_down,
+    signals.got_request_exception,
+    signals.appcontext_pushed,
+    signals.appcontext_popped,
+    signals.appcontext_tearing_down,
+)
+
+
+class _Route:
+    """What one path is: its rule's labels, and the model and version it names."""
+
+    __slots__ = ("rule", "route", "protocol", "name", "version")
+
+    def __init__(self, rule: str, route: str, protocol: str, args: Mapping[str, Any]) -> None:
+        self.rule = rule
+        self.route = route
+        self.protocol = protocol
+        self.name: str | None = args.get("name")
+        self.version: int | None = args.get("version")
+
+
+class ExpressLane:
+    """WSGI middleware answering successful single-row predictions itself (module doc).
+
+    :param app: the Flask app, fully set up (its hooks, blueprints and extensions).
+    :param wsgi: what to call for every other request (the app's WSGI callable as it was).
+    """
+
+    def __init__(self, app: Flask, wsgi: WSGIApplication) -> None:
+        self.app = app
+        self.wsgi = wsgi
+        self._on: bool | None = None  # decided at the first request
+        self._routes: dict[str, _Route | None] = {}
+        self._adapter: MapAdapter | None = None
+        handlers: Handlers = app.extensions[HANDLERS_KEY]
+        self._seed = handlers.seed
+        self._service = handlers.service
+        self._observer: RequestObserver = app.extensions[OBSERVER_KEY]
+        self._policy = auth.policy_of(app)
+        self._limiter = limits.get_limiter(app)
+        self._max_length: int | None = app.config.get("MAX_CONTENT_LENGTH")
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if (
+            environ.get("CONTENT_TYPE") != "application/json"
+            or environ.get("REQUEST_METHOD") != "POST"
+            or "HTTP_COOKIE" in environ  # a browser's session: Flask's to open and save
+            or environ.get("SCRIPT_NAME")
+        ):
+            return self.wsgi(environ, start_response)
+        path: str = environ.get("PATH_INFO") or "/"
+        routes = self._routes
+        route = routes[path] if path in routes else self._match(path)
+        if route is None:
+            return self.wsgi(environ, start_response)
+        length = environ.get("CONTENT_LENGTH")
+        if not length or not length.isdigit():
+            return self.wsgi(environ, start_response)  # chunked, or a length werkzeug refuses
+        size = int(length)
+        if self._max_length is not None and size > self._max_length:
+            return self.wsgi(environ, start_response)  # the 413 is Flask's
+        return self._serve(environ, start_response, path, route, size)
+
+    def _serve(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        path: str,
+        route: _Route,
+        size: int,
+    ) -> Iterable[bytes]:
+        observer = self._observer
+        incoming = environ.get("HTTP_X_REQUEST_ID")
+        record = observer.open(incoming)
+        body = b""
+        counted: limits.Counted | None = None
+        try:
+            body = environ["wsgi.input"].read(size) if size else b""
+            if len(body) != size:
+                raise _Handover  # the client went away mid-body: werkzeug's 400
+            principal = None
+            policy = self._policy
+            if policy.enabled:
+                principal, error = auth.authenticate_environ(policy, environ)
+                if not policy.is_public(path):
+                    if error is not None:
+                        raise _Handover
+                    model = route.name or self._service.default_name()
+                    authorize(principal, SCOPE_PREDICT, model)
+            limiter = self._limiter
+            window = None
+            if limiter is not None:
+                class_limits = limiter.limits_of(ENDPOINT)
+                if class_limits is not None:
+                    counted = limiter.count(
+                        class_limits, limits.client_key_of(principal, environ.get("REMOTE_ADDR"))
+                    )
+                    window, refusal = counted
+                    if refusal is not None:
+                        raise _Handover
+            out = self._seed.predict_one(route.name, route.version, body)
+            data = orjson.dumps(out, option=DUMP_OPTIONS)
+        except Exception:
+            # Flask answers it, as if the lane were not there (module doc): a refusal, bad
+            # input, a model's error, and a bug too (Flask's JSON 500 and its traceback).
+            return self._hand_over(environ, start_response, record, incoming, body, counted)
+        try:
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+            if window is not None:
+                headers += limits.window_headers(window)
+            headers += INFERENCE_RESPONSE
+            headers.append((REQUEST_ID_HEADER, record.request_id))
+            observer.answered(
+                record, 200, route.route, route.protocol, "POST", route.rule, "", principal
+            )
+            start_response(_OK, headers)
+        finally:
+            observer.forget()
+        return [data]
+
+    def _hand_over(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        record: telemetry.RequestRecord,
+        incoming: str | None,
+        body: bytes,
+        counted: limits.Counted | None,
+    ) -> Iterable[bytes]:
+        """Pass the request to Flask as it came: its body, the id it was given, its count."""
+        self._observer.forget()
+        environ["wsgi.input"] = io.BytesIO(body)
+        if incoming != record.request_id:
+            # The id the lane gave it (lines its model call wrote carry it): Flask keeps it.
+            environ["HTTP_X_REQUEST_ID"] = record.request_id
+        if counted is not None:
+            environ[limits.COUNTED_KEY] = counted
+        return self.wsgi(environ, start_response)
+
+    def _match(self, path: str) -> _Route | None:
+        """The lane's route for ``path``, or ``None`` (another route, or the lane is off)."""
+        if self._on is None:
+            self._on = self._eligible()
+        route = None
+        if self._on:
+            route = self._route_of(path)
+        if len(self._routes) < MAX_PATHS:
+            self._routes[path] = route
+        return route
+
+    def _route_of(self, path: str) -> _Route | None:
+        if self._adapter is None:
+            self._adapter = self.app.url_map.bind("localhost")
+        try:
+            rule, args = self._adapter.match(path, method="POST", return_rule=True)
+        except HTTPException:  # 404, 405, a redirect to the slash: Flask answers those
+            return None
+        if rule.endpoint != ENDPOINT:
+            return None
+        label, protocol = labels_of(rule)
+        return _Route(rule.rule, label, protocol, args)
+
+    def _eligible(self) -> bool:
+        """Whether the app does nothing per request that the lane does not do too."""
+        app = self.app
+        if not self._service.settings.express:
+            return False
+        pipeline = app.extensions[PIPELINE_KEY]
+        expected_before = [pipeline.before]
+        if self._limiter is not None:
+            expected_before.append(self._limiter.check_request)
+        hooks_as_built = (
+            _only(app.before_request_funcs, expected_before)
+            and _only(app.after_request_funcs, [pipeline.after])
+            and _only(app.teardown_request_funcs, [pipeline.teardown])
+            and _only(app.url_value_preprocessors, [])
+            and not app.teardown_appcontext_funcs
+        )
+        return (
+            hooks_as_built
+            and app.view_functions.get(ENDPOINT) is predict.predict
+            and not any(bool(signal.receivers) for signal in _SIGNALS)
+        )
+
+
+class _Handover(Exception):
+    """This request is Flask's to answer."""
+
+
+def _only(table: dict[Any, list[Any]], expected: list[Any]) -> bool:
+    """Whether a Flask function table holds exactly ``expected``, app-wide, and nothing else
+    (no blueprint's own functions either)."""
+    entries = {key: funcs for key, funcs in table.items() if funcs}
+    if not expected:
+        return not entries
+    return list(entries) == [None] and entries[None] == expected
+
+
+def init_app(app: Flask) -> None:
+    """Put the express lane in front of the app's WSGI callable (after every other wrapper
+    but the proxy fix, which must run first: the limit counts by the fixed address)."""
+    app.wsgi_app = ExpressLane(app, app.wsgi_app)  # type: ignore[method-assign]
