@@ -4,16 +4,26 @@ default request threads per worker start granian without a warning."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+from flask import Flask
 
 from modelserve import threads
+from modelserve.server import _BLOCKING_THREADS_ARG
+from modelserve.server import _SIZE_THREADS_ENV
+from modelserve.server import _sized_wsgi_worker
 from modelserve.server import _ThreadCountNotice
+from modelserve.server import request_threads_after_load
 from modelserve.settings import ServerSettings
 
 from . import models
+from .conftest import SRC
 from .conftest import LiveServer
 
 
@@ -152,3 +162,110 @@ def test_settings_defaults_come_from_the_machine(monkeypatch: pytest.MonkeyPatch
     assert ServerSettings().threads == 7
     assert ServerSettings(threads=3, max_batch_size=9).max_batch_size == 9
     assert threads.default_model_threads(2, 2) == 1
+
+
+# -- fewer request threads for a worker whose models are not batched -----------------------
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "expected"), [(1, 1, 8), (2, 1, 16), (2, 2, 8), (16, 1, 64), (1, 4, 8)]
+)
+def test_unbatched_request_threads_follow_the_workers_share_of_cpus(
+    cpus: int, workers: int, expected: int
+) -> None:
+    assert threads.unbatched_server_threads(workers, cpus) == expected
+
+
+def _loaded_app(root: Path, **settings: Any) -> Flask:
+    from modelserve.app import create_app
+
+    return create_app(ServerSettings(profile="testing", model_path=root, **settings))
+
+
+def test_a_worker_without_batched_models_asks_for_fewer_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(threads, "available_cpus", lambda *a, **k: 1)
+    models.write_model(tmp_path, "iris", models.iris())
+    # Not batched: its call costs less than this (whatever the machine's load).
+    app = _loaded_app(tmp_path, threads=32, batch_min_cost_ms=1000)
+    assert request_threads_after_load(app, app.extensions["modelserve"].settings) is None
+    monkeypatch.setenv(_SIZE_THREADS_ENV, "1")  # the main process: threads are the default
+    assert request_threads_after_load(app, app.extensions["modelserve"].settings) == 8
+    # A batched model needs a thread for every request waiting to share its call.
+    batched = _loaded_app(tmp_path, threads=32, batch_min_cost_ms=0)
+    assert request_threads_after_load(batched, batched.extensions["modelserve"].settings) is None
+
+
+def test_the_worker_target_gets_the_threads_only_where_granian_put_them() -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def inner(*args: Any) -> None:
+        calls.append(args)
+
+    def loader() -> Any:
+        def wsgi(environ: Any, start_response: Any) -> list[bytes]:
+            return []
+
+        wsgi.modelserve_threads = 8  # type: ignore[attr-defined]
+        return wsgi
+
+    tail = list(range(_BLOCKING_THREADS_ARG)) + [32, 30, 64]
+    _sized_wsgi_worker(inner, (_BLOCKING_THREADS_ARG, 32), 1, "name", loader, *tail)
+    (args,) = calls
+    assert args[0] == 1 and args[1] == "name" and callable(args[2])
+    assert list(args[3:]) == list(range(_BLOCKING_THREADS_ARG)) + [8, 30, 64]
+    assert args[2]().modelserve_threads == 8  # the loaded app, not a second load
+    # Another layout (the value there is not the configured threads): left as it is.
+    calls.clear()
+    _sized_wsgi_worker(inner, (_BLOCKING_THREADS_ARG, 48), 1, "name", loader, *tail)
+    assert list(calls[0][3:]) == tail
+
+
+@pytest.mark.e2e
+def test_granian_runs_the_fewer_threads_it_says(
+    tmp_path: Path, live_server: Callable[..., LiveServer]
+) -> None:
+    """Through the real command: a worker with one unbatched model holds exactly as many
+    requests at once as it says it runs threads; the next one waits for a free thread."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    trained = models.iris()
+    slow = FunctionTransformer(models.slow_on_marker).fit(trained.x)
+    root = tmp_path / "models"
+    models.write_model(
+        root, "iris", models.Trained(trained.model, trained.x, slow, trained.feature_names)
+    )
+    gate = tmp_path / "gate"
+    gate.touch()
+    server = live_server(
+        [str(root)],
+        env={
+            "PYTHONPATH": f"{SRC}:{SRC.parent}",
+            models.SLOW_GATE_ENV: str(gate),
+            "MODELSERVE_BATCH_MIN_COST_MS": "1000",  # not batched, whatever the machine's load
+        },
+    )
+    fewer = threads.unbatched_server_threads(1)
+    row = models.features_of(trained, trained.x[0])
+    held = {**row, "sepal_length": models.SLOW_MARKER}
+    with ThreadPoolExecutor(fewer) as pool:
+        try:
+            holding = [
+                pool.submit(requests.post, server.url + "/predict", json=held, timeout=60)
+                for _ in range(fewer - 1)
+            ]
+            time.sleep(1.0)  # all of them inside the model, each holding a thread
+            # One thread left: it answers.
+            assert requests.get(server.url + "/health", timeout=10).status_code == 200
+            holding.append(
+                pool.submit(requests.post, server.url + "/predict", json=held, timeout=60)
+            )
+            time.sleep(1.0)
+            with pytest.raises(requests.Timeout):  # every thread held: this one waits
+                requests.get(server.url + "/health", timeout=1.5)
+        finally:
+            gate.unlink()
+        assert [f.result().status_code for f in holding] == [200] * fewer
+    output = server.stop()
+    assert f"no model is batched: {fewer} request threads" in output

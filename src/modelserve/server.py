@@ -6,6 +6,7 @@ server gives and how a graceful stop works) is described once, in :mod:`modelser
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -25,6 +26,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from . import multiproc
+from . import threads
 from . import workers
 from .errors import ModelServeError
 from .logging import apply_handlers
@@ -41,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
 
     from .peers import WorkerGroup
+    from .service import InferenceService
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,9 @@ _RESPAWN_INTERVAL = 3.5
 
 #: Where a granian worker past its request budget leaves its pid for the main process.
 _RECYCLE_ENV = "MODELSERVE_RECYCLE_DIR"
+#: Set by :func:`run_granian` when the request threads are the machine's default (no
+#: ``MODELSERVE_THREADS``): a worker none of whose models is batched then runs fewer.
+_SIZE_THREADS_ENV = "MODELSERVE_SIZE_THREADS"
 
 #: Seconds between granian's looks at its workers when recycling is on: their RSS, and the
 #: workers that asked to be replaced (see :func:`_granian_server_class`).
@@ -413,7 +419,9 @@ def granian_app() -> Any:
     app: Any = worker_app(settings, boot_failure_file=os.environ.get(_BOOT_FAILURE_ENV))
     recycle_dir = os.environ.get(_RECYCLE_ENV)
     limit = workers.request_limit(settings.max_requests, settings.max_requests_jitter)
+    flask_app = app
     app = _granian_wsgi(app, limit, Path(recycle_dir) if recycle_dir else None)
+    app.modelserve_threads = request_threads_after_load(flask_app, settings)
     # The main process sends SIGUSR1 when it got SIGTERM (granian keeps SIGTERM for itself).
     signal.signal(signal.SIGUSR1, lambda signum, frame: workers.begin_draining())
     # And SIGUSR2 when it is replacing this worker (recycling): see _granian_server_class.
@@ -478,6 +486,12 @@ def _granian_server_class() -> type[Any]:
     class _Server(Server):  # type: ignore[misc,valid-type]
         recycle_dir: Path | None = None
         rss_limit = 0
+
+        def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:
+            if os.environ.get(_SIZE_THREADS_ENV) == "1":
+                expected = (_BLOCKING_THREADS_ARG, self.blocking_threads)
+                target = functools.partial(_sized_wsgi_worker, target, expected)
+            return super()._spawn_worker(idx, target, callback_loader)
 
         def _handle_rss_signal(self, spawn_target: Any, target_loader: Any) -> None:
             asked: set[int] = set()
@@ -556,6 +570,64 @@ def worker_app(settings: ServerSettings, boot_failure_file: str | None = None) -
     return app
 
 
+def request_threads_after_load(app: Flask, settings: ServerSettings) -> int | None:
+    """The request threads a granian worker should run now that its models are loaded, or
+    ``None`` to keep ``settings.threads``.
+
+    The machine's default (:func:`threads.default_server_threads`) is sized for batching:
+    each request waiting for a shared model call holds a thread. A worker none of whose
+    models is batched (every one compiled, or too cheap to share a call) gains nothing from
+    them and pays for each thread competing for the GIL, so it runs
+    :func:`threads.unbatched_server_threads`. Only when the threads are the default
+    (``MODELSERVE_THREADS`` unset) and the main process asked for it (``_SIZE_THREADS_ENV``).
+    """
+    if os.environ.get(_SIZE_THREADS_ENV) != "1":
+        return None
+    service: InferenceService = app.extensions["modelserve"]
+    if any(sv.batcher is not None for model in service.models() for sv in model.versions.values()):
+        return None
+    fewer = threads.unbatched_server_threads(settings.workers)
+    if fewer >= settings.threads:
+        return None
+    logger.info(
+        "no model is batched: %d request threads, not %d (MODELSERVE_THREADS sets them)",
+        fewer,
+        settings.threads,
+    )
+    return fewer
+
+
+def _sized_wsgi_worker(
+    inner: Callable[..., Any],
+    expected: tuple[int, int],
+    worker_id: int,
+    process_name: str | None,
+    callback_loader: Callable[[], Any],
+    *args: Any,
+) -> Any:
+    """granian's WSGI worker target, with the app loaded first so that the worker's blocking
+    threads can follow its models (:func:`request_threads_after_load`).
+
+    granian passes the worker's settings as positional arguments (granian 2.8:
+    ``_spawn_worker``); the threads are the one at :data:`_BLOCKING_THREADS_ARG` after the
+    loader. ``expected`` is (that index's value, ``blocking_threads``) as the main process
+    knew it: a granian that lays its arguments out otherwise keeps its threads as they are.
+    """
+    callback = callback_loader()
+    index, configured = expected
+    fewer = getattr(callback, "modelserve_threads", None)
+    arguments = list(args)
+    if fewer is not None and len(arguments) > index and arguments[index] == configured:
+        arguments[index] = fewer
+    return inner(worker_id, process_name, lambda: callback, *arguments)
+
+
+#: Where granian 2.8's worker arguments after the loader hold ``blocking_threads`` (socket,
+#: ipc, loop, log enabled, log level, log config, env files, runtime mode, runtime threads,
+#: runtime blocking threads, then the blocking threads).
+_BLOCKING_THREADS_ARG = 10
+
+
 def granian_options(settings: ServerSettings) -> dict[str, Any]:
     """The granian settings modelserve uses (WSGI calls run on ``threads`` blocking threads)."""
     from granian.http import HTTP1Settings
@@ -600,6 +672,7 @@ def run_granian(settings: ServerSettings) -> None:
     from granian.constants import Interfaces
 
     configure_logging(settings)
+    threads_set_by = settings.model_fields_set  # before the copies below set every field
     # Exported before granian forks (or spawns) its workers: they inherit the variable, and
     # a scrape in any of them compacts the files of workers that are gone.
     metrics_dir, own_metrics_dir = multiproc.prepare()
@@ -611,6 +684,8 @@ def run_granian(settings: ServerSettings) -> None:
     recycle_dir = Path(run_dir) / "recycle"
     recycle_dir.mkdir()
     os.environ[_RECYCLE_ENV] = str(recycle_dir)
+    if "threads" not in threads_set_by:
+        os.environ[_SIZE_THREADS_ENV] = "1"
     server = _granian_server_class()(
         "modelserve.server:granian_app", interface=Interfaces.WSGI, **granian_options(settings)
     )

@@ -163,6 +163,21 @@ def default_server_threads(workers: int = 1, cpus: int | None = None) -> int:
     return min(MAX_THREADS, max(MIN_THREADS, THREADS_PER_CPU * share))
 
 
+#: Request threads per CPU for a worker none of whose models is batched: nothing waits for
+#: company there, so every thread past the ones computing only competes for the GIL.
+#: Measured on one CPU (BENCHMARKS.md, "#21 round four"): the compiled forest behind a key, a
+#: Redis limit, metrics and the request line, 64 connections, answered 8,666 req/s with 8
+#: threads, 8,302 with 16 and 7,481 with 32.
+UNBATCHED_THREADS_PER_CPU = 8
+
+
+def unbatched_server_threads(workers: int = 1, cpus: int | None = None) -> int:
+    """Request threads per worker when no model is batched: :data:`UNBATCHED_THREADS_PER_CPU`
+    per CPU of the worker's share, within 8 .. :data:`MAX_THREADS`."""
+    share = default_model_threads(workers, cpus)
+    return min(MAX_THREADS, max(UNBATCHED_THREADS_PER_CPU, UNBATCHED_THREADS_PER_CPU * share))
+
+
 def default_max_batch_size(workers: int = 1, cpus: int | None = None) -> int:
     """Rows merged into one model call: the worker's request threads (each waiting request
     holds one, so single-row requests can fill no more), at least :data:`MIN_BATCH_SIZE`."""
