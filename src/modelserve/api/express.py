@@ -1,16 +1,18 @@
-"""The express lane: a single-row seed ``POST /predict`` answered without Flask's request
-machinery, every other request passed to Flask untouched.
+"""The express lane: the seed's JSON ``POST /predict`` and ``/predict_batch`` answered
+without Flask's request machinery, every other request passed to Flask untouched.
 
 Why: on a one-row prediction, Flask and werkzeug's own work (request and app contexts, the
 URL adapter, ``Request`` and ``Response`` objects, hook dispatch, ``get_wsgi_headers``) is
 about a quarter of the request, more than the model (BENCHMARKS.md, "#21 checks"). That is
-the request most traffic is, so it gets a WSGI entry of its own, in front of Flask.
+the request most traffic is, so it gets a WSGI entry of its own, in front of Flask; a JSON
+batch answered in JSON (no ``?format=``, no table ``Accept``) takes it too.
 
 It does what the request pipeline does, with the same functions, in the same order: the
 request id and record, the credential and the scope (``auth``), the rate limit (``limits``),
-the view's work (``SeedProtocol.predict_one``), then the limit, security and id headers, the
-metrics and the request line (``observe``). The answer is the one Flask would give, byte for
-byte but the id and timing headers (``tests/api/test_express.py`` compares the two).
+the view's work (``SeedProtocol.predict_one`` or ``predict_batch``), then the limit,
+security and id headers, the metrics and the request line (``observe``). The answer is the
+one Flask would give, byte for byte but the id and timing headers
+(``tests/api/test_express.py`` compares the two).
 
 It never answers anything but a 200. A request it cannot answer with one (no or a wrong
 credential, over the limit, a body that is not JSON, an unknown model, a failing model, a
@@ -22,7 +24,7 @@ runs once more in Flask, and its own error is the answer.
 It is off (everything goes to Flask) when the app has work it does not know: any
 ``before``/``after``/``teardown_request`` function but the pipeline's and the limiter's, a
 URL value preprocessor, a receiver of Flask's request signals, another view on the predict
-rules, or ``MODELSERVE_EXPRESS=false``. That is decided at the first request, so, as with
+routes, or ``MODELSERVE_EXPRESS=false``. That is decided at the first request, so, as with
 Flask, hooks belong to the set-up, before the server takes requests.
 """
 
@@ -61,8 +63,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import WSGIEnvironment
     from werkzeug.routing import MapAdapter
 
-#: The endpoint the lane serves (its three URL rules: default model, named, versioned).
-ENDPOINT = "predict.predict"
+#: The endpoints the lane serves (three URL rules each: default model, named, versioned),
+#: and their views.
+ONE, BATCH = "predict.predict", "predict.predict_batch"
+VIEWS = {ONE: predict.predict, BATCH: predict.predict_batch}
+#: ``Accept`` values a JSON batch answer satisfies as Flask's negotiation would (anything
+#: else, a table type among them, is Flask's to negotiate).
+_JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
 #: Paths remembered (a path's rule and model, or that it is not the lane's); past this many
 #: distinct paths (a client making up model names) the rest are matched each time.
 MAX_PATHS = 1024
@@ -82,9 +89,12 @@ _SIGNALS = (
 class _Route:
     """What one path is: its rule's labels, and the model and version it names."""
 
-    __slots__ = ("rule", "route", "protocol", "name", "version")
+    __slots__ = ("endpoint", "rule", "route", "protocol", "name", "version")
 
-    def __init__(self, rule: str, route: str, protocol: str, args: Mapping[str, Any]) -> None:
+    def __init__(
+        self, endpoint: str, rule: str, route: str, protocol: str, args: Mapping[str, Any]
+    ) -> None:
+        self.endpoint = endpoint
         self.rule = rule
         self.route = route
         self.protocol = protocol
@@ -126,6 +136,10 @@ class ExpressLane:
         route = routes[path] if path in routes else self._match(path)
         if route is None:
             return self.wsgi(environ, start_response)
+        if route.endpoint == BATCH and (
+            environ.get("QUERY_STRING") or environ.get("HTTP_ACCEPT", "") not in _JSON_ACCEPTS
+        ):
+            return self.wsgi(environ, start_response)  # ?format=, or an answer to negotiate
         length = environ.get("CONTENT_LENGTH")
         if not length or not length.isdigit():
             return self.wsgi(environ, start_response)  # chunked, or a length werkzeug refuses
@@ -163,7 +177,7 @@ class ExpressLane:
             limiter = self._limiter
             window = None
             if limiter is not None:
-                class_limits = limiter.limits_of(ENDPOINT)
+                class_limits = limiter.limits_of(route.endpoint)
                 if class_limits is not None:
                     counted = limiter.count(
                         class_limits, limits.client_key_of(principal, environ.get("REMOTE_ADDR"))
@@ -171,7 +185,11 @@ class ExpressLane:
                     window, refusal = counted
                     if refusal is not None:
                         raise _Handover
-            out = self._seed.predict_one(route.name, route.version, body)
+            out: dict[str, Any] | bytes
+            if route.endpoint == ONE:
+                out = self._seed.predict_one(route.name, route.version, body)
+            else:  # JSON in, JSON out (the defaults): a dict
+                out = self._seed.predict_batch(route.name, route.version, body)
             data = orjson.dumps(out, option=DUMP_OPTIONS)
         except Exception:
             # Flask answers it, as if the lane were not there (module doc): a refusal, bad
@@ -228,10 +246,10 @@ class ExpressLane:
             rule, args = self._adapter.match(path, method="POST", return_rule=True)
         except HTTPException:  # 404, 405, a redirect to the slash: Flask answers those
             return None
-        if rule.endpoint != ENDPOINT:
+        if rule.endpoint not in VIEWS:
             return None
         label, protocol = labels_of(rule)
-        return _Route(rule.rule, label, protocol, args)
+        return _Route(rule.endpoint, rule.rule, label, protocol, args)
 
     def _eligible(self) -> bool:
         """Whether the app does nothing per request that the lane does not do too."""
@@ -251,7 +269,7 @@ class ExpressLane:
         )
         return (
             hooks_as_built
-            and app.view_functions.get(ENDPOINT) is predict.predict
+            and all(app.view_functions.get(e) is view for e, view in VIEWS.items())
             and not any(bool(signal.receivers) for signal in _SIGNALS)
         )
 
