@@ -76,6 +76,12 @@ def _lane(app: Flask) -> ExpressLane:
 
 
 ROW = models.features_of(models.iris(), models.iris().x[0])
+V2 = {
+    "inputs": [
+        {"name": "input", "shape": [2, 4], "datatype": "FP64", "data": models.iris().x[:2].tolist()}
+    ]
+}
+BINARY = {"name": "predict_proba", "parameters": {"binary_data": True}}
 
 #: (method, path, body, headers): every way a prediction request goes right or wrong.
 REQUESTS: list[tuple[str, str, Any, dict[str, str]]] = [
@@ -109,9 +115,23 @@ REQUESTS: list[tuple[str, str, Any, dict[str, str]]] = [
     ("POST", "/predict_batch", {"instances": [ROW]}, {**AUTH, "Accept": "text/csv"}),
     ("POST", "/predict_batch", {"instances": [ROW]}, {**AUTH, "Accept": "application/*"}),
     ("POST", "/predict_image_base64", {"image": "aGVsbG8="}, AUTH),  # another route
+    # V2 inference in JSON: answered in JSON, or with binary outputs it asks for.
+    ("POST", "/v2/models/iris/infer", V2, AUTH),
+    ("POST", "/v2/models/iris/versions/1/infer", {**V2, "id": "req-7"}, AUTH),
+    ("POST", "/v2/models/iris/infer", {**V2, "outputs": [BINARY]}, AUTH),
+    ("POST", "/v2/models/iris/infer", b'{"inputs": []}', AUTH),  # 400
+    ("POST", "/v2/models/nope/infer", V2, AUTH),  # 404
+    ("POST", "/v2/models/iris/infer", V2, {}),  # 401
+    (
+        "POST",
+        "/v2/models/iris/infer",
+        b'{"inputs": [{"name": "input", "shape": [1, 4], '
+        b'"datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]}',
+        AUTH,
+    ),
 ]
-#: How many of :data:`REQUESTS` the lane answers itself (the good rows and batches).
-LANE_ANSWERS = 10
+#: How many of :data:`REQUESTS` the lane answers itself (the good rows, batches, inferences).
+LANE_ANSWERS = 14
 
 
 def _send(client: FlaskClient, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:

@@ -1,15 +1,18 @@
-"""The express lane: the seed's JSON ``POST /predict`` and ``/predict_batch`` answered
-without Flask's request machinery, every other request passed to Flask untouched.
+"""The express lane: the seed's JSON ``POST /predict`` and ``/predict_batch`` and V2's JSON
+``infer`` answered without Flask's request machinery, every other request passed to Flask
+untouched.
 
 Why: on a one-row prediction, Flask and werkzeug's own work (request and app contexts, the
 URL adapter, ``Request`` and ``Response`` objects, hook dispatch, ``get_wsgi_headers``) is
 about a quarter of the request, more than the model (BENCHMARKS.md, "#21 checks"). That is
 the request most traffic is, so it gets a WSGI entry of its own, in front of Flask; a JSON
-batch answered in JSON (no ``?format=``, no table ``Accept``) takes it too.
+batch answered in JSON (no ``?format=``, no table ``Accept``) and a V2 inference in JSON (no
+binary tensors, no compressed body) take it too.
 
 It does what the request pipeline does, with the same functions, in the same order: the
 request id and record, the credential and the scope (``auth``), the rate limit (``limits``),
-the view's work (``SeedProtocol.predict_one`` or ``predict_batch``), then the limit,
+the view's work (``SeedProtocol.predict_one`` or ``predict_batch``, ``V2Protocol.infer``),
+then the limit,
 security and id headers, the metrics and the request line (``observe``). The answer is the
 one Flask would give, byte for byte but the id and timing headers
 (``tests/api/test_express.py`` compares the two).
@@ -31,6 +34,7 @@ Flask, hooks belong to the set-up, before the server takes requests.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -47,6 +51,7 @@ from ..security import authorize
 from . import auth
 from . import limits
 from . import predict
+from . import v2
 from ._handlers import EXTENSION_KEY as HANDLERS_KEY
 from ._handlers import Handlers
 from ._json import DUMP_OPTIONS
@@ -63,10 +68,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import WSGIEnvironment
     from werkzeug.routing import MapAdapter
 
-#: The endpoints the lane serves (three URL rules each: default model, named, versioned),
-#: and their views.
-ONE, BATCH = "predict.predict", "predict.predict_batch"
-VIEWS = {ONE: predict.predict, BATCH: predict.predict_batch}
+#: The endpoints the lane serves (two or three URL rules each: the default model, named,
+#: versioned).
+ONE, BATCH, INFER = "predict.predict", "predict.predict_batch", "v2.infer"
+ENDPOINTS = (ONE, BATCH, INFER)
+
+
+def _views() -> dict[str, Callable[..., Any]]:
+    """Each endpoint's view: the lane does their work, and no other view's."""
+    return {ONE: predict.predict, BATCH: predict.predict_batch, INFER: v2.infer}
 #: ``Accept`` values a JSON batch answer satisfies as Flask's negotiation would (anything
 #: else, a table type among them, is Flask's to negotiate).
 _JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
@@ -117,6 +127,7 @@ class ExpressLane:
         self._adapter: MapAdapter | None = None
         handlers: Handlers = app.extensions[HANDLERS_KEY]
         self._seed = handlers.seed
+        self._v2 = handlers.v2
         self._service = handlers.service
         self._observer: RequestObserver = app.extensions[OBSERVER_KEY]
         self._policy = auth.policy_of(app)
@@ -125,8 +136,7 @@ class ExpressLane:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if (
-            environ.get("CONTENT_TYPE") != "application/json"
-            or environ.get("REQUEST_METHOD") != "POST"
+            environ.get("REQUEST_METHOD") != "POST"
             or "HTTP_COOKIE" in environ  # a browser's session: Flask's to open and save
             or environ.get("SCRIPT_NAME")
         ):
@@ -134,12 +144,8 @@ class ExpressLane:
         path: str = environ.get("PATH_INFO") or "/"
         routes = self._routes
         route = routes[path] if path in routes else self._match(path)
-        if route is None:
+        if route is None or not _plain(route.endpoint, environ):
             return self.wsgi(environ, start_response)
-        if route.endpoint == BATCH and (
-            environ.get("QUERY_STRING") or environ.get("HTTP_ACCEPT", "") not in _JSON_ACCEPTS
-        ):
-            return self.wsgi(environ, start_response)  # ?format=, or an answer to negotiate
         length = environ.get("CONTENT_LENGTH")
         if not length or not length.isdigit():
             return self.wsgi(environ, start_response)  # chunked, or a length werkzeug refuses
@@ -185,18 +191,12 @@ class ExpressLane:
                     window, refusal = counted
                     if refusal is not None:
                         raise _Handover
-            out: dict[str, Any] | bytes
-            if route.endpoint == ONE:
-                out = self._seed.predict_one(route.name, route.version, body)
-            else:  # JSON in, JSON out (the defaults): a dict
-                out = self._seed.predict_batch(route.name, route.version, body)
-            data = orjson.dumps(out, option=DUMP_OPTIONS)
+            data, headers = self._answer(route, body)
         except Exception:
             # Flask answers it, as if the lane were not there (module doc): a refusal, bad
             # input, a model's error, and a bug too (Flask's JSON 500 and its traceback).
             return self._hand_over(environ, start_response, record, incoming, body, counted)
         try:
-            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
             if window is not None:
                 headers += limits.window_headers(window)
             headers += INFERENCE_RESPONSE
@@ -208,6 +208,27 @@ class ExpressLane:
         finally:
             observer.forget()
         return [data]
+
+    def _answer(self, route: _Route, body: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+        """The view's work: the answer's bytes and its first headers, as the view's
+        ``Response`` has them."""
+        endpoint = route.endpoint
+        if endpoint == ONE:
+            one = self._seed.predict_one(route.name, route.version, body)
+            data = orjson.dumps(one, option=DUMP_OPTIONS)
+        elif endpoint == BATCH:  # JSON in, JSON out (the defaults): a dict
+            batch = self._seed.predict_batch(route.name, route.version, body)
+            data = orjson.dumps(batch, option=DUMP_OPTIONS)
+        else:
+            assert route.name is not None  # every V2 rule names its model
+            data, json_length = self._v2.infer(route.name, route.version, body, None)
+            if json_length is not None:  # binary outputs asked for in the JSON
+                return data, [
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Length", str(len(data))),
+                    (v2.HEADER_LENGTH, str(json_length)),
+                ]
+        return data, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
 
     def _hand_over(
         self,
@@ -246,7 +267,7 @@ class ExpressLane:
             rule, args = self._adapter.match(path, method="POST", return_rule=True)
         except HTTPException:  # 404, 405, a redirect to the slash: Flask answers those
             return None
-        if rule.endpoint not in VIEWS:
+        if rule.endpoint not in ENDPOINTS:
             return None
         label, protocol = labels_of(rule)
         return _Route(rule.endpoint, rule.rule, label, protocol, args)
@@ -269,9 +290,27 @@ class ExpressLane:
         )
         return (
             hooks_as_built
-            and all(app.view_functions.get(e) is view for e, view in VIEWS.items())
+            and all(app.view_functions.get(e) is view for e, view in _views().items())
             and not any(bool(signal.receivers) for signal in _SIGNALS)
         )
+
+
+def _plain(endpoint: str, environ: WSGIEnvironment) -> bool:
+    """Whether the request is the plain JSON form of ``endpoint`` the lane answers."""
+    content_type = environ.get("CONTENT_TYPE")
+    if endpoint == INFER:
+        # Any content type, as the view (tritonclient sends none); binary tensors and
+        # compressed bodies are Flask's.
+        return (
+            "HTTP_INFERENCE_HEADER_CONTENT_LENGTH" not in environ
+            and environ.get("HTTP_CONTENT_ENCODING", "identity").lower() == "identity"
+        )
+    if content_type != "application/json":
+        return False
+    # A batch asking for ?format= or for an answer to negotiate (a table type) is Flask's.
+    return endpoint == ONE or (
+        not environ.get("QUERY_STRING") and environ.get("HTTP_ACCEPT", "") in _JSON_ACCEPTS
+    )
 
 
 class _Handover(Exception):

@@ -20,7 +20,7 @@ from ._json import json_response
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
-_HEADER_LENGTH = "Inference-Header-Content-Length"
+HEADER_LENGTH = "Inference-Header-Content-Length"
 
 #: Endpoints that change what the server serves. ``api/auth.py`` requires the ``admin`` scope
 #: of them, and of every other endpoint that is neither a read nor an inference.
@@ -68,18 +68,18 @@ def infer(name: str, version: int | None = None) -> Response:
     """Inference; the body is JSON, or a JSON header plus binary tensors whose split point is
     the ``Inference-Header-Content-Length`` header. Any content type is accepted, as
     tritonclient sends none."""
-    raw_length = request.headers.get(_HEADER_LENGTH)
+    raw_length = request.headers.get(HEADER_LENGTH)
     header_length = None
     if raw_length is not None:
         try:
             header_length = int(raw_length)
         except ValueError:
-            raise InvalidInput(f"{_HEADER_LENGTH} must be an integer") from None
+            raise InvalidInput(f"{HEADER_LENGTH} must be an integer") from None
     body, json_length = get_handlers().v2.infer(name, version, _body(), header_length)
     if json_length is None:
         return Response(body, mimetype="application/json")
     response = Response(body, mimetype="application/octet-stream")
-    response.headers[_HEADER_LENGTH] = str(json_length)
+    response.headers[HEADER_LENGTH] = str(json_length)
     return response
 
 
