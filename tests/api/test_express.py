@@ -4,6 +4,7 @@ whenever the app does per-request work it does not know."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -165,11 +166,51 @@ def test_answers_lines_and_counts_are_flasks(repo: Path, caplog: pytest.LogCaptu
     headers (but the id and the reset time) and request line, and the same metrics."""
     lane_app = create_app(_settings(repo))
     flask_app = create_app(_settings(repo, express=False))
-    lane, plain = lane_app.test_client(), flask_app.test_client()
     dispatched = _Counted(lane_app)
+    _compare(lane_app, flask_app, REQUESTS, caplog)
+    assert dispatched.calls == len(REQUESTS) - LANE_ANSWERS
+
+
+def test_base64_images_are_flasks_too(demo_repo: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from modelserve.demo_digits import load_split
+    from modelserve.demo_digits import render_digit
+
+    from ..images import encode
+
+    x_test = load_split()[1]
+    png = base64.b64encode(encode(render_digit(x_test[0], 4), "PNG")).decode()
+    second = base64.b64encode(encode(render_digit(x_test[1], 4), "PNG")).decode()
+    sent: list[tuple[str, str, Any, dict[str, str]]] = [
+        ("POST", "/models/digits/predict_image_base64", {"image": png}, {}),
+        ("POST", "/models/digits-onnx/predict_image_base64", {"images": [png, second]}, {}),
+        (
+            "POST",
+            "/models/digits/predict_image_base64",
+            {"image": f"data:image/png;base64,{png}"},
+            {},
+        ),
+        ("POST", "/models/digits/predict_image_base64", {"image": "not base64!"}, {}),  # 400
+        ("POST", "/models/digits/predict_image_base64", {"image": "aGVsbG8="}, {}),  # 400
+        ("POST", "/models/iris/predict_image_base64", {"image": png}, {}),  # not an image model
+    ]
+    lane_app = create_app(ServerSettings(profile="testing", model_path=demo_repo))
+    flask_app = create_app(ServerSettings(profile="testing", model_path=demo_repo, express=False))
+    dispatched = _Counted(lane_app)
+    _compare(lane_app, flask_app, sent, caplog)
+    assert dispatched.calls == len(sent) - 3
+
+
+def _compare(
+    lane_app: Flask,
+    flask_app: Flask,
+    sent: list[tuple[str, str, Any, dict[str, str]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Send each request to both apps: the same answer, line and metric counts."""
+    lane, plain = lane_app.test_client(), flask_app.test_client()
     requests = metrics.REQUESTS
     in_flight = _gauge(metrics.IN_FLIGHT)
-    for method, path, body, headers in REQUESTS:
+    for method, path, body, headers in sent:
         before = _counts(requests)
         with caplog.at_level(logging.INFO, logger=REQUEST_LOGGER):
             expected = _answer(_send(plain, method, path, body, headers))
@@ -184,7 +225,6 @@ def test_answers_lines_and_counts_are_flasks(repo: Path, caplog: pytest.LogCaptu
         assert _delta(middle, after) == _delta(before, middle), (method, path)
     assert _gauge(metrics.IN_FLIGHT) == in_flight  # every request it opened, it closed
     assert _lane(lane_app)._on is True
-    assert dispatched.calls == len(REQUESTS) - LANE_ANSWERS
 
 
 def _counts(metric: Any) -> dict[Any, float]:

@@ -1,18 +1,18 @@
-"""The express lane: the seed's JSON ``POST /predict`` and ``/predict_batch`` and V2's JSON
-``infer`` answered without Flask's request machinery, every other request passed to Flask
-untouched.
+"""The express lane: the seed's JSON ``POST /predict``, ``/predict_batch`` and
+``/predict_image_base64`` and V2's JSON ``infer`` answered without Flask's request
+machinery, every other request passed to Flask untouched.
 
 Why: on a one-row prediction, Flask and werkzeug's own work (request and app contexts, the
 URL adapter, ``Request`` and ``Response`` objects, hook dispatch, ``get_wsgi_headers``) is
 about a quarter of the request, more than the model (BENCHMARKS.md, "#21 checks"). That is
 the request most traffic is, so it gets a WSGI entry of its own, in front of Flask; a JSON
 batch answered in JSON (no ``?format=``, no table ``Accept``) and a V2 inference in JSON (no
-binary tensors, no compressed body) take it too.
+binary tensors, no compressed body) take it too, as do base64 images.
 
 It does what the request pipeline does, with the same functions, in the same order: the
 request id and record, the credential and the scope (``auth``), the rate limit (``limits``),
-the view's work (``SeedProtocol.predict_one`` or ``predict_batch``, ``V2Protocol.infer``),
-then the limit,
+the view's work (``SeedProtocol.predict_one`` or ``predict_batch``, ``V2Protocol.infer``,
+``ImageProtocol.classify_base64``), then the limit,
 security and id headers, the metrics and the request line (``observe``). The answer is the
 one Flask would give, byte for byte but the id and timing headers
 (``tests/api/test_express.py`` compares the two).
@@ -71,12 +71,20 @@ if TYPE_CHECKING:  # pragma: no cover
 #: The endpoints the lane serves (two or three URL rules each: the default model, named,
 #: versioned).
 ONE, BATCH, INFER = "predict.predict", "predict.predict_batch", "v2.infer"
-ENDPOINTS = (ONE, BATCH, INFER)
+IMAGE = "predict.predict_image_base64"
+ENDPOINTS = (ONE, BATCH, INFER, IMAGE)
 
 
 def _views() -> dict[str, Callable[..., Any]]:
     """Each endpoint's view: the lane does their work, and no other view's."""
-    return {ONE: predict.predict, BATCH: predict.predict_batch, INFER: v2.infer}
+    return {
+        ONE: predict.predict,
+        BATCH: predict.predict_batch,
+        INFER: v2.infer,
+        IMAGE: predict.predict_image_base64,
+    }
+
+
 #: ``Accept`` values a JSON batch answer satisfies as Flask's negotiation would (anything
 #: else, a table type among them, is Flask's to negotiate).
 _JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
@@ -128,6 +136,7 @@ class ExpressLane:
         handlers: Handlers = app.extensions[HANDLERS_KEY]
         self._seed = handlers.seed
         self._v2 = handlers.v2
+        self._images = handlers.images
         self._service = handlers.service
         self._observer: RequestObserver = app.extensions[OBSERVER_KEY]
         self._policy = auth.policy_of(app)
@@ -219,6 +228,9 @@ class ExpressLane:
         elif endpoint == BATCH:  # JSON in, JSON out (the defaults): a dict
             batch = self._seed.predict_batch(route.name, route.version, body)
             data = orjson.dumps(batch, option=DUMP_OPTIONS)
+        elif endpoint == IMAGE:
+            labels = self._images.classify_base64(route.name, route.version, body)
+            data = orjson.dumps(labels, option=DUMP_OPTIONS)
         else:
             assert route.name is not None  # every V2 rule names its model
             data, json_length = self._v2.infer(route.name, route.version, body, None)
@@ -308,7 +320,7 @@ def _plain(endpoint: str, environ: WSGIEnvironment) -> bool:
     if content_type != "application/json":
         return False
     # A batch asking for ?format= or for an answer to negotiate (a table type) is Flask's.
-    return endpoint == ONE or (
+    return endpoint != BATCH or (
         not environ.get("QUERY_STRING") and environ.get("HTTP_ACCEPT", "") in _JSON_ACCEPTS
     )
 
