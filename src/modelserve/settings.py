@@ -161,10 +161,11 @@ class ServerSettings(BaseSettings):
     still running then are killed. Readiness answers 503 from the signal on."""
 
     express: bool = True
-    """Answer single-row ``POST /predict`` requests through the express lane, a WSGI entry
-    in front of Flask that does the same checks, headers, metrics and line with less work;
-    anything it cannot answer with a 200 goes to Flask (``api/express.py``). Off: every
-    request goes through Flask."""
+    """Answer the JSON prediction requests (``/predict``, ``/predict_batch``,
+    ``/predict_image_base64``, V2 ``infer``) through the express lane, a WSGI entry in front
+    of Flask that does the same checks, headers, metrics and line with less work; anything it
+    cannot answer with a 200 goes to Flask (``api/express.py``). Off: every request goes
+    through Flask."""
 
     preload: bool = True
     """Load the models that are safe to share (``runtime: sklearn``) in the main process,
