@@ -121,7 +121,7 @@ class _Route:
 
 
 class ExpressLane:
-    """WSGI middleware answering successful single-row predictions itself (module doc).
+    """WSGI middleware answering the successful JSON predictions itself (module doc).
 
     :param app: the Flask app, fully set up (its hooks, blueprints and extensions).
     :param wsgi: what to call for every other request (the app's WSGI callable as it was).
