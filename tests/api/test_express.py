@@ -358,12 +358,18 @@ def _other_view(app: Flask) -> None:
 @pytest.mark.parametrize(
     "extra", [_before_hook, _after_hook, _blueprint_teardown, _appcontext_teardown, _other_view]
 )
-def test_work_the_lane_does_not_know_turns_it_off(repo: Path, extra: ExtraWork) -> None:
+def test_work_the_lane_does_not_know_turns_it_off(
+    repo: Path, extra: ExtraWork, caplog: pytest.LogCaptureFixture
+) -> None:
     app = create_app(_settings(repo))
     extra(app)
     dispatched = _Counted(app)
-    app.test_client().post("/predict", json=ROW, headers=AUTH)
-    assert dispatched.calls == 1 and _lane(app)._on is False
+    with caplog.at_level(logging.INFO, logger="modelserve.api.express"):
+        app.test_client().post("/predict", json=ROW, headers=AUTH)
+        app.test_client().post("/predict", json=ROW, headers=AUTH)
+    assert dispatched.calls == 2 and _lane(app)._on is False
+    said = [r.getMessage() for r in caplog.records if r.name == "modelserve.api.express"]
+    assert len(said) == 1 and said[0].startswith("express lane off: ")  # once, with why
 
 
 def test_a_signal_receiver_turns_it_off(repo: Path) -> None:

@@ -34,6 +34,7 @@ Flask, hooks belong to the set-up, before the server takes requests.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -61,6 +62,8 @@ from .observe import REQUEST_ID_HEADER
 from .observe import RequestObserver
 from .observe import labels_of
 from .pipeline import PIPELINE_KEY
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import StartResponse
@@ -285,26 +288,39 @@ class ExpressLane:
         return _Route(rule.endpoint, rule.rule, label, protocol, args)
 
     def _eligible(self) -> bool:
-        """Whether the app does nothing per request that the lane does not do too."""
+        """Whether the app does nothing per request that the lane does not do too; when it
+        does, the log says once why every request goes through Flask."""
+        why = self._why_off()
+        if why is not None:
+            logger.info("express lane off: %s; every request goes through Flask", why)
+        return why is None
+
+    def _why_off(self) -> str | None:
         app = self.app
         if not self._service.settings.express:
-            return False
+            return "MODELSERVE_EXPRESS=false"
         pipeline = app.extensions[PIPELINE_KEY]
         expected_before = [pipeline.before]
         if self._limiter is not None:
             expected_before.append(self._limiter.check_request)
-        hooks_as_built = (
-            _only(app.before_request_funcs, expected_before)
-            and _only(app.after_request_funcs, [pipeline.after])
-            and _only(app.teardown_request_funcs, [pipeline.teardown])
-            and _only(app.url_value_preprocessors, [])
-            and not app.teardown_appcontext_funcs
-        )
-        return (
-            hooks_as_built
-            and all(app.view_functions.get(e) is view for e, view in _views().items())
-            and not any(bool(signal.receivers) for signal in _SIGNALS)
-        )
+        tables: list[tuple[str, dict[Any, list[Any]], list[Any]]] = [
+            ("before_request", app.before_request_funcs, expected_before),
+            ("after_request", app.after_request_funcs, [pipeline.after]),
+            ("teardown_request", app.teardown_request_funcs, [pipeline.teardown]),
+            ("url_value_preprocessor", app.url_value_preprocessors, []),
+        ]
+        for kind, table, expected in tables:
+            if not _only(table, expected):
+                return f"the app has a {kind} function of its own (CORS, an extension)"
+        if app.teardown_appcontext_funcs:
+            return "the app has a teardown_appcontext function"
+        for endpoint, view in _views().items():
+            if app.view_functions.get(endpoint) is not view:
+                return f"{endpoint} has another view"
+        for signal in _SIGNALS:
+            if signal.receivers:
+                return f"something receives Flask's {signal.name} signal"
+        return None
 
 
 def _plain(endpoint: str, environ: WSGIEnvironment) -> bool:
