@@ -411,3 +411,14 @@ def test_paths_remembered_are_bounded(repo: Path, monkeypatch: pytest.MonkeyPatc
         assert client.post(f"/models/m{index}/predict", json=ROW, headers=AUTH).status_code == 404
     assert len(_lane(app)._routes) == 3
     assert client.post("/models/iris/predict", json=ROW, headers=AUTH).status_code == 200
+
+
+def test_hooks_added_after_the_lanes_first_request_are_refused_as_flask_does(repo: Path) -> None:
+    """Flask refuses set-up after its first request; the lane's first answer counts as one,
+    so a hook added later fails loudly instead of being skipped by the lane."""
+    app = create_app(_settings(repo))
+    dispatched = _Counted(app)
+    assert app.test_client().post("/predict", json=ROW, headers=AUTH).status_code == 200
+    assert dispatched.calls == 0  # the lane answered it: Flask never saw a request
+    with pytest.raises(AssertionError, match="first request"):
+        app.before_request(lambda: None)

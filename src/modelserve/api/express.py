@@ -28,7 +28,8 @@ It is off (everything goes to Flask) when the app has work it does not know: any
 ``before``/``after``/``teardown_request`` function but the pipeline's and the limiter's, a
 URL value preprocessor, a receiver of Flask's request signals, another view on the predict
 routes, or ``MODELSERVE_EXPRESS=false``. That is decided at the first request, so, as with
-Flask, hooks belong to the set-up, before the server takes requests.
+Flask, hooks belong to the set-up, before the server takes requests; after the lane's first
+answer Flask refuses new ones, as after its own first request.
 """
 
 from __future__ import annotations
@@ -269,6 +270,11 @@ class ExpressLane:
         """The lane's route for ``path``, or ``None`` (another route, or the lane is off)."""
         if self._on is None:
             self._on = self._eligible()
+            if self._on:
+                # Flask refuses hooks added after its first request (``setupmethod``); the
+                # lane answers requests Flask never sees, so it raises the same flag (private
+                # to Flask: tests/api/test_express.py checks that it still works).
+                self.app._got_first_request = True
         route = None
         if self._on:
             route = self._route_of(path)
