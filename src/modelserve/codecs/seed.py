@@ -8,6 +8,7 @@ lists in feature order. Responses: ``prediction`` (the label as the model knows 
 from __future__ import annotations
 
 import math
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -309,6 +310,22 @@ def _json_array(values: np.ndarray) -> Any:
 
 #: Every byte but the letters of JSON's true, false and null.
 _NOT_TOKEN_LETTERS = bytes(b for b in range(256) if b not in b"truefalsn")
+#: The types a number parses to (``bool`` is a subclass of ``int``, not one of these).
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def _numbers_only(body: bytes, quotes: int) -> bool:
+    """Whether the body holds no ``true``, ``false`` or ``null`` and exactly ``quotes``
+    quotes (those its keys account for), so every other value is a number or a container.
+    """
+    # Searching 2 MB for "true" is slow: its last letter, e, fills exponents. Keeping only
+    # the letters of true/false/null (one pass in C) leaves any such token contiguous,
+    # in a far shorter text; letters of keys may form false alarms, never misses.
+    letters = body.translate(None, _NOT_TOKEN_LETTERS)
+    if b"true" in letters or b"false" in letters or b"null" in letters:
+        return False
+    # A string value somewhere (or an odd key): not proven.
+    return body.count(b'"') == quotes
 
 
 class _VectorCheck:
@@ -317,13 +334,16 @@ class _VectorCheck:
     Every condition below is a proof, not a guess; when one does not hold, the caller falls
     back to validating row by row (which also lists every problem):
 
-    - no ``true``, ``false`` or ``null`` token anywhere in the body, so no value is a boolean
-      or null (numpy would silently turn them into numbers);
-    - exactly as many ``"`` as the keys need (``"instances"`` and, per object row, each
-      feature name), so no value is a string;
-    - every object row has exactly the feature keys (unless extra fields are allowed);
-    - the rows form a ``[rows, features]`` float array, within each feature's bounds, with
-      whole numbers in integer features, in each feature's enum (``np.isin``).
+    - in a batch of objects, every feature value is exactly an ``int`` or a ``float`` (so
+      not a boolean, null, string or container; numpy would silently turn booleans and
+      numeric strings into numbers); otherwise, no ``true``, ``false`` or ``null`` token
+      anywhere in the body and exactly as many ``"`` as the keys need (``"instances"`` and,
+      per object row, each key), so no value is a boolean, null or string;
+    - every object row has exactly the feature keys (unless extra fields are allowed), every
+      list row exactly as many values as there are features;
+    - the values form a ``[rows, features]`` float array (a nested container does not
+      convert), within each feature's bounds, with whole numbers in integer features, in
+      each feature's enum (``np.isin``).
     """
 
     def __init__(self, signature: Signature, allow_extra: bool) -> None:
@@ -412,17 +432,49 @@ class _VectorCheck:
         :param quotes: how many ``"`` the body's top level holds (``"instances"`` and any
             other key, and string values such as ``"format": "columns"``).
         """
-        # Searching 2 MB for "true" is slow: its last letter, e, fills exponents. Keeping only
-        # the letters of true/false/null (one pass in C) leaves any such token contiguous,
-        # in a far shorter text; letters of keys may form false alarms, never misses.
-        letters = body.translate(None, _NOT_TOKEN_LETTERS)
-        if b"true" in letters or b"false" in letters or b"null" in letters:
+        width = self.width
+        kinds = set(map(type, rows))
+        table: Any
+        if kinds == {dict}:
+            # Objects, by C loops: the key counts, one itemgetter call per row, then the type
+            # of every feature value (exactly int or float: bool is neither). Cheaper than the
+            # body scans below, whose letters and quotes the keys would swamp.
+            if not self.allow_extra and set(map(len, rows)) != {width}:
+                return None
+            try:
+                table = list(map(row_of, rows))
+            except KeyError:
+                return None
+            if not set(map(type, chain.from_iterable(table))) <= _NUMBER_TYPES:
+                return None
+        else:
+            if kinds == {list}:
+                # Rows in feature order are the table already; ragged ones are not proven.
+                if set(map(len, rows)) != {width}:
+                    return None
+                table = rows
+            else:
+                table = self._mixed(rows, row_of)
+                if table is None:
+                    return None
+                quotes += 2 * sum(len(row) for row in rows if type(row) is dict)
+            if not _numbers_only(body, quotes):
+                return None
+        try:
+            # One C pass over every value (rows are proven width long, values are proven
+            # numbers or nested lists, which raise): faster than np.array's shape discovery.
+            flat = np.fromiter(chain.from_iterable(table), np.float64, len(rows) * width)
+        except (ValueError, TypeError, OverflowError):
             return None
+        return self._checked(flat.reshape(len(rows), width))
+
+    def _mixed(self, rows: list[Any], row_of: Any) -> list[Any] | None:
+        """A table of object and list rows, or ``None`` when a row is neither, or is not the
+        right width, or an object lacks a feature (or has others, unless allowed)."""
         table: list[Any] = []
         append = table.append
         width = self.width
-        # Rows that are all lists in feature order are the table already (checked in C).
-        for row in () if set(map(type, rows)) == {list} else rows:
+        for row in rows:
             if type(row) is dict:
                 if len(row) != width and not self.allow_extra:
                     return None
@@ -430,22 +482,13 @@ class _VectorCheck:
                     append(row_of(row))
                 except KeyError:
                     return None
-                quotes += 2 * len(row)
             elif type(row) is list:
+                if len(row) != width:
+                    return None
                 append(row)
             else:
                 return None
-        if body.count(b'"') != quotes:  # a string value somewhere (or an odd key): not proven
-            return None
-        if not table:
-            table = rows
-        try:
-            x = np.array(table, dtype=np.float64)
-        except (ValueError, TypeError):
-            return None
-        if x.ndim != 2 or x.shape[1] != width:
-            return None
-        return self._checked(x)
+        return table
 
 
 def _widened(values: np.ndarray | None) -> np.ndarray | None:
