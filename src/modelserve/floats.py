@@ -25,7 +25,10 @@ def widen_float32(values: Tensor) -> Tensor:
     """
     if values.dtype != np.float32:
         return values
-    if not np.isfinite(values).all():
+    flat = np.ascontiguousarray(values).reshape(-1)
+    text = orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY)
+    # Numbers are written with digits, ".", "-", "e" and the list's brackets and commas: an
+    # "n" is a null, a NaN or an infinity. One byte search, cheaper than numpy's isfinite.
+    if b"n" in text:
         return np.asarray(values.astype(str), dtype=np.float64)
-    text = orjson.dumps(np.ascontiguousarray(values).reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)
     return np.array(orjson.loads(text), dtype=np.float64).reshape(values.shape)
