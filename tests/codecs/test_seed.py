@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from modelserve.codecs.depth import json_depth
 from modelserve.codecs.seed import SeedCodec
 from modelserve.codecs.seed import parse_json
 from modelserve.errors import InvalidInput
@@ -279,3 +280,36 @@ def test_string_features_longer_than_the_limit_are_refused() -> None:
     with pytest.raises(InvalidInput) as info:
         codec.decode_batch({"instances": [["Oslo", 1], ["Reykjavik", 2]]})
     assert info.value.details[0]["path"] == "instances[1][0]"
+
+
+def _decode_checked(payload: Any, max_depth: int, codec: SeedCodec | None = None) -> np.ndarray:
+    codec = codec or SeedCodec(SIG, allow_extra=False, max_rows=2)
+    body = orjson.dumps(payload)
+    return codec.decode_batch(parse_json(body, max_depth, measure=False), body, max_depth)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"instances": [[1.0, 2.0, 3]]},  # proven: depth 3
+        {"instances": [GOOD]},
+        {"instances": [[1.0, 2.0, 3]], "junk": [[[1]]]},  # proven rows, a walk of the rest
+        {"instances": [[1.0, [[[2.0]]], 3]]},  # a deep row: not proven, measured
+        {"instances": [[1.0, 2.0, 3]] * 3, "junk": [[[1]]]},  # too many rows, and deep
+        {"instances": "x", "junk": [[[1]]]},  # not a batch, and deep
+    ],
+)
+def test_the_depth_limit_comes_first_whether_or_not_the_rows_are_proven(payload: Any) -> None:
+    depth = json_depth(orjson.dumps(payload), payload)
+    with pytest.raises(InvalidInput, match=f"deeper than {depth - 1} levels"):
+        _decode_checked(payload, depth - 1)
+    if depth == 3:
+        assert _decode_checked(payload, 3).shape == (1, 3)
+
+
+def test_allowed_extra_fields_are_measured_not_assumed() -> None:
+    codec = SeedCodec(SIG, allow_extra=True, max_rows=10)
+    deep = {"instances": [{**GOOD, "note": [[["x"]]]}]}
+    with pytest.raises(InvalidInput, match="deeper than 4 levels"):
+        _decode_checked(deep, 4, codec)
+    assert _decode_checked(deep, 6, codec).tolist() == [[0.5, 0.5, 1.0]]

@@ -86,6 +86,11 @@ def _count(significant: bytes) -> int:
     return max(0, int(np.cumsum(steps).max()))
 
 
+def value_depth(value: Any) -> int:
+    """The nesting depth of a parsed value (0 for a scalar), walked without recursion."""
+    return _walk(value)
+
+
 def _walk(payload: Any) -> int:
     deepest = 0
     stack: list[tuple[Any, int]] = [(payload, 0)]

@@ -33,16 +33,20 @@ from .depth import ORJSON_DEPTH_ERROR
 from .depth import ORJSON_MAX_DEPTH
 from .depth import check_depth
 from .depth import too_deep
+from .depth import value_depth
 from .schema import Validator
 from .schema import array_schema
 from .schema import object_schema
 from .tables import ForeignColumn
 
 
-def parse_json(body: bytes, max_depth: int | None = None) -> Any:
+def parse_json(body: bytes, max_depth: int | None = None, *, measure: bool = True) -> Any:
     """Parse a JSON body; NaN, Infinity and out-of-range numbers are rejected as invalid JSON.
 
     :param max_depth: the deepest nesting of arrays and objects allowed.
+    :param measure: ``False`` when the caller checks the depth itself (as
+        :meth:`SeedCodec.decode_batch` given ``max_depth`` does); only a document deeper
+        than the parser's own limit is refused here then.
     :raises InvalidInput: with the parser's position of the problem, or the depth limit.
     """
     if not body:
@@ -53,7 +57,7 @@ def parse_json(body: bytes, max_depth: int | None = None) -> Any:
         if ORJSON_DEPTH_ERROR in str(exc):
             raise too_deep(max_depth or ORJSON_MAX_DEPTH) from None
         raise InvalidInput(malformed(exc)) from None
-    if max_depth is not None:
+    if max_depth is not None and measure:
         check_depth(body, payload, max_depth)
     return payload
 
@@ -134,12 +138,54 @@ class SeedCodec:
             raise InvalidInput(summary(problems), problems)
         return np.array([self._row_of(payload)], dtype=self._dtype)
 
-    def decode_batch(self, payload: Any, body: bytes | None = None) -> np.ndarray:
+    def decode_batch(
+        self, payload: Any, body: bytes | None = None, max_depth: int | None = None
+    ) -> np.ndarray:
         """``{"instances": [...]}`` -> a ``[rows, features]`` array, checking every row.
 
         :param body: the raw JSON the payload was parsed from; with it, all-numeric models
             check large batches with numpy instead of row by row (see :class:`_VectorCheck`).
+        :param max_depth: with ``body``, check the document's depth here, first (parse it
+            with ``parse_json(body, max_depth, measure=False)``): a batch proven to be a
+            table of numbers has a known depth, so its body need not be scanned for it.
+        :raises InvalidInput: a document nested deeper than ``max_depth`` first, as
+            :func:`parse_json` would, then problems of the batch.
         """
+        fast = self._fast is not None and body is not None
+        if max_depth is not None and body is not None:
+            proven = self._proven_table(payload, body, max_depth)
+            if proven is not None:
+                return proven
+            check_depth(body, payload, max_depth)
+            fast = False  # it was tried and did not prove the batch
+        return self._decode_rows(payload, body, fast)
+
+    def _proven_table(self, payload: Any, body: bytes, max_depth: int) -> np.ndarray | None:
+        """The batch's table when the numeric fast path proves it valid and its depth is
+        known from that proof, else ``None`` (the caller then measures the body).
+
+        :raises InvalidInput: when that known depth is more than ``max_depth``.
+        """
+        if self._fast is None or not isinstance(payload, dict):
+            return None
+        rows = payload.get("instances")
+        if type(rows) is not list or not rows or len(rows) > self.max_rows:
+            return None  # the caller measures, then refuses it as before
+        if self._fast.allow_extra and set(map(type, rows)) != {list}:
+            return None  # extra fields of object rows may nest: not known
+        checked = self._fast.array(rows, body, self._row_of, _top_quotes(payload))
+        if checked is None:
+            return None
+        # Proven: each row is an object or array of numbers, in the instances array, in the
+        # document's object; any other top-level value is measured by a walk.
+        depth = max(
+            3, 1 + max((value_depth(v) for k, v in payload.items() if k != "instances"), default=0)
+        )
+        if depth > max_depth:
+            raise too_deep(max_depth)
+        return checked
+
+    def _decode_rows(self, payload: Any, body: bytes | None, fast: bool) -> np.ndarray:
         if not isinstance(payload, dict) or "instances" not in payload:
             raise InvalidInput(
                 'Expected a JSON object {"instances": [...]}',
@@ -160,10 +206,8 @@ class SeedCodec:
                 f"{len(rows)} instances is more than the {self.max_rows} allowed per request "
                 "(MODELSERVE_MAX_BATCH_ROWS)"
             )
-        if self._fast is not None and body is not None:
-            # Quotes the top level accounts for: its keys, and string values ("format").
-            quotes = 2 * sum(1 + (type(v) is str and k != "instances") for k, v in payload.items())
-            checked = self._fast.array(rows, body, self._row_of, quotes)
+        if fast and self._fast is not None and body is not None:
+            checked = self._fast.array(rows, body, self._row_of, _top_quotes(payload))
             if checked is not None:
                 return checked
         if self._cells is not None:
@@ -301,6 +345,11 @@ class SeedCodec:
         for key, values in (answer.get("probabilities") or {}).items():
             columns[f"probability_{key}"] = values
         return columns
+
+
+def _top_quotes(payload: dict[str, Any]) -> int:
+    """The ``"`` a batch's top level accounts for: its keys, and string values ("format")."""
+    return 2 * sum(1 + (type(v) is str and k != "instances") for k, v in payload.items())
 
 
 def _json_array(values: np.ndarray) -> Any:
