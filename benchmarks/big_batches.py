@@ -42,12 +42,11 @@ import numpy as np
 import orjson
 
 from benchmarks.run import ROOT
+from benchmarks.run import V2_INFER
 from benchmarks.run import Server
+from benchmarks.run import binary_bodies
 
 ROWS = 10_000
-ARROW = "application/vnd.apache.arrow.stream"
-PARQUET = "application/vnd.apache.parquet"
-NPY = "application/x-npy"
 
 
 @dataclass(frozen=True)
@@ -61,33 +60,13 @@ class Workload:
 
 
 def _workloads(x: np.ndarray, names: list[str]) -> list[Workload]:
-    import pyarrow as pa
-    import pyarrow.ipc
-    import pyarrow.parquet as pq
-
     rows = x.tolist()
-    table = pa.table({n: x[:, i] for i, n in enumerate(names)})
-    sink = pa.BufferOutputStream()
-    with pyarrow.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    arrow = sink.getvalue().to_pybytes()
-    parquet_sink = pa.BufferOutputStream()
-    pq.write_table(table, parquet_sink)
-    parquet = parquet_sink.getvalue().to_pybytes()
-    npy = io.BytesIO()
-    np.save(npy, x)
+    binary = binary_bodies(x, names)
     tensor = {"name": "input", "shape": list(x.shape), "datatype": "FP64"}
     v2_json = orjson.dumps(
         {"inputs": [{**tensor, "data": x.reshape(-1)}]}, option=orjson.OPT_SERIALIZE_NUMPY
     )
-    header = orjson.dumps(
-        {
-            "inputs": [{**tensor, "parameters": {"binary_data_size": x.nbytes}}],
-            "parameters": {"binary_data_output": True},
-        }
-    )
     json_type = {"Content-Type": "application/json"}
-    v2 = "/v2/models/breast-cancer/infer"
     return [
         Workload("json rows", "/predict_batch", orjson.dumps({"instances": rows}), json_type),
         Workload(
@@ -96,21 +75,12 @@ def _workloads(x: np.ndarray, names: list[str]) -> list[Workload]:
             orjson.dumps({"instances": rows, "format": "columns"}),
             json_type,
         ),
-        Workload("arrow", "/predict_batch", arrow, {"Content-Type": ARROW, "Accept": ARROW}),
-        Workload(
-            "parquet", "/predict_batch", parquet, {"Content-Type": PARQUET, "Accept": PARQUET}
+        *(
+            Workload(name, "/predict_batch", *binary[name])
+            for name in ("arrow", "parquet", "numpy")
         ),
-        Workload("numpy", "/predict_batch", npy.getvalue(), {"Content-Type": NPY, "Accept": NPY}),
-        Workload("v2 json", v2, v2_json, json_type),
-        Workload(
-            "v2 binary",
-            v2,
-            header + x.astype("<f8").tobytes(),
-            {
-                "Content-Type": "application/octet-stream",
-                "Inference-Header-Content-Length": str(len(header)),
-            },
-        ),
+        Workload("v2 json", V2_INFER, v2_json, json_type),
+        Workload("v2 binary", V2_INFER, *binary["v2 binary"]),
     ]
 
 

@@ -4,7 +4,9 @@ peer model servers (Seldon MLServer and BentoML, see ``benchmarks/peers/README.m
 
 Workloads: ``GET /health``; one-row ``/predict`` on the iris and breast-cancer models (64 and 1
 connections); the same forest row as V2 infer; ``/predict_batch`` with 100 rows (8 connections)
-and 10,000 rows (2 connections); base64 PNG digits on ``digits-onnx`` and ``digits``; and
+and 10,000 rows (2 connections), the 10,000 rows also as Arrow, Parquet and ``.npy`` bodies
+and as a V2 binary tensor (answered in the same format); base64 PNG digits on
+``digits-onnx`` and ``digits``; and
 ``breast-cancer-custom``, the forest behind a custom Python transformer that ONNX cannot
 compile. Every target answers each workload correctly once before it is timed. The report
 ends with issue #12's targets (met / missed, with the numbers) from the same run.
@@ -51,9 +53,14 @@ import orjson
 
 from benchmarks._http import fetch
 from benchmarks._timing import rate
+from benchmarks.targets import BIG_BINARY
 from benchmarks.targets import CUSTOM_ROW
 from benchmarks.targets import DEFAULTS_NAME
 from benchmarks.targets import FOREST_BIG
+from benchmarks.targets import FOREST_BIG_ARROW
+from benchmarks.targets import FOREST_BIG_NPY
+from benchmarks.targets import FOREST_BIG_PARQUET
+from benchmarks.targets import FOREST_BIG_V2
 from benchmarks.targets import FRAME_ROW
 from benchmarks.targets import ONNX_IN_PROCESS
 from benchmarks.targets import SKLEARN_IN_PROCESS
@@ -97,6 +104,7 @@ class Result:
 
 BIG_ROWS = 10_000
 CUSTOM_MODEL = "breast-cancer-custom"
+SERVICE_IN_PROCESS = "in-process modelserve service (no HTTP)"
 IMAGE_MODELS = ("digits-onnx", "digits")
 
 
@@ -151,6 +159,11 @@ def prepare() -> dict[str, Any]:
         path = CACHE / f"{key}.json"
         path.write_bytes(orjson.dumps(body))
         paths[key] = path
+    for key, (raw, headers) in binary_bodies(big, names).items():
+        path = CACHE / f"forest_batch10000_{key.replace(' ', '_')}.bin"
+        path.write_bytes(raw)
+        _headers_file(path).write_bytes(orjson.dumps(headers))
+        paths[f"forest_batch10000 {key}"] = path
     custom = joblib.load(custom_path)
     frame_path, frame_expected = _frame_forest(names)
     return {
@@ -175,6 +188,77 @@ def prepare() -> dict[str, Any]:
             ),
         },
     }
+
+
+ARROW = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
+NPY = "application/x-npy"
+V2_INFER = "/v2/models/breast-cancer/infer"
+
+
+def binary_bodies(x: np.ndarray, names: list[str]) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """The ``[rows, features]`` batch ``x`` as each binary body modelserve takes, with the
+    request headers that ask for an answer in the same format: ``arrow`` (IPC stream),
+    ``parquet`` and ``numpy`` (``.npy``) for ``/predict_batch``, ``v2 binary`` (one FP64
+    tensor, binary tensor data in and out) for V2 infer."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.ipc
+    import pyarrow.parquet as pq
+
+    table = pa.table({n: x[:, i] for i, n in enumerate(names)})
+    sink = pa.BufferOutputStream()
+    with pyarrow.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    parquet_sink = pa.BufferOutputStream()
+    pq.write_table(table, parquet_sink)
+    npy = io.BytesIO()
+    np.save(npy, x)
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": list(x.shape),
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    )
+    return {
+        "arrow": (sink.getvalue().to_pybytes(), {"Content-Type": ARROW, "Accept": ARROW}),
+        "parquet": (
+            parquet_sink.getvalue().to_pybytes(),
+            {"Content-Type": PARQUET, "Accept": PARQUET},
+        ),
+        "numpy": (npy.getvalue(), {"Content-Type": NPY, "Accept": NPY}),
+        "v2 binary": (
+            header + x.astype("<f8").tobytes(),
+            {
+                "Content-Type": "application/octet-stream",
+                "Inference-Header-Content-Length": str(len(header)),
+            },
+        ),
+    }
+
+
+def _headers_file(body: Path) -> Path:
+    return body.with_name(body.name + ".headers")
+
+
+def body_headers(body: Path | None) -> dict[str, str]:
+    """The request headers a body file is sent with: those :func:`prepare` wrote beside a
+    binary body, else JSON's content type (no headers for a GET)."""
+    if body is None:
+        return {}
+    sidecar = _headers_file(body)
+    if sidecar.exists():
+        headers: dict[str, str] = orjson.loads(sidecar.read_bytes())
+        return headers
+    return {"Content-Type": "application/json"}
 
 
 def _frame_forest(names: list[str]) -> tuple[Path, np.ndarray]:
@@ -298,19 +382,29 @@ def in_process(prep: dict[str, Any], seconds: float) -> list[Result]:
     r = rate(lambda: session.run(None, {name: row.astype(np.float32)}), seconds)
     out.append(Result("forest /predict", ONNX_IN_PROCESS, 1, r, r))
     r = rate(lambda: seed.predict_one("breast-cancer", None, row_body), seconds)
-    out.append(Result("forest /predict", "in-process modelserve service (no HTTP)", 1, r, r))
+    out.append(Result("forest /predict", SERVICE_IN_PROCESS, 1, r, r))
     r = rate(lambda: forest.predict_proba(batch), seconds)
     out.append(Result("forest /predict_batch 100", SKLEARN_IN_PROCESS, 1, r, r * 100))
     r = rate(lambda: seed.predict_batch("breast-cancer", None, batch_body), seconds)
-    out.append(
-        Result(
-            "forest /predict_batch 100", "in-process modelserve service (no HTTP)", 1, r, r * 100
-        )
-    )
+    out.append(Result("forest /predict_batch 100", SERVICE_IN_PROCESS, 1, r, r * 100))
     r = rate(lambda: forest.predict_proba(big), seconds)
     out.append(Result(FOREST_BIG, SKLEARN_IN_PROCESS, 1, r, r * BIG_ROWS))
     r = rate(lambda: session.run(None, {name: big32}), seconds)
     out.append(Result(FOREST_BIG, ONNX_IN_PROCESS, 1, r, r * BIG_ROWS))
+    big_body = prep["bodies"]["forest_batch10000"].read_bytes()
+    r = rate(lambda: seed.predict_batch("breast-cancer", None, big_body), seconds)
+    out.append(Result(FOREST_BIG, SERVICE_IN_PROCESS, 1, r, r * BIG_ROWS))
+    for workload, key, content_type in (
+        (FOREST_BIG_ARROW, "arrow", ARROW),
+        (FOREST_BIG_PARQUET, "parquet", PARQUET),
+        (FOREST_BIG_NPY, "numpy", NPY),
+    ):
+        raw = prep["bodies"][f"forest_batch10000 {key}"].read_bytes()
+        r = rate(
+            partial(seed.predict_batch, "breast-cancer", None, raw, content_type, content_type),
+            seconds,
+        )
+        out.append(Result(workload, SERVICE_IN_PROCESS, 1, r, r * BIG_ROWS))
     r = rate(lambda: custom.predict_proba(row), seconds)
     out.append(Result(CUSTOM_ROW, SKLEARN_IN_PROCESS, 1, r, r))
     out += _in_process_images(service, seconds)
@@ -501,7 +595,8 @@ class Server:
 def wrk(
     server: Server, path: str, body: Path | None, connections: int, seconds: int
 ) -> dict[str, Any]:
-    """One bounded wrk run: POST ``body`` as JSON, or GET when ``body`` is None."""
+    """One bounded wrk run: POST ``body`` (with :func:`body_headers`), or GET when ``body``
+    is None."""
     cpu_before = server.cpu_seconds()
     proc = subprocess.run(
         [
@@ -518,7 +613,12 @@ def wrk(
             str(LUA),
             server.url + path,
         ],
-        env={**os.environ, "BODY_FILE": "" if body is None else str(body)},
+        env={
+            **os.environ,
+            "BODY_FILE": "" if body is None else str(body),
+            # One "Name: value" per line, read by wrk_report.lua.
+            "BODY_HEADERS": "\n".join(f"{k}: {v}" for k, v in body_headers(body).items()),
+        },
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -641,10 +741,7 @@ def _http_check(
             request = urllib.request.Request(
                 base_url + path,
                 data=None if body is None else body.read_bytes(),
-                headers={
-                    **(headers or {}),
-                    **({} if body is None else {"Content-Type": "application/json"}),
-                },
+                headers={**(headers or {}), **body_headers(body)},
                 method="GET" if body is None else "POST",
             )
             raw = fetch(request, 120, f"{name}, {workload}", CheckError)
@@ -696,6 +793,47 @@ def _batch(rows: int) -> Validator:
     return validate
 
 
+def _table(rows: int, content_type: str) -> Validator:
+    """A binary batch answer: ``rows`` predictions (and, in Arrow and Parquet, a
+    probability column per class)."""
+
+    def validate(raw: bytes) -> None:
+        import io
+
+        if content_type == NPY:
+            got = np.load(io.BytesIO(raw), allow_pickle=False)
+            assert got.shape == (rows,), f"{got.shape} predictions for {rows} rows"
+            return
+        import pyarrow as pa
+        import pyarrow.ipc
+        import pyarrow.parquet as pq
+
+        table = (
+            pyarrow.ipc.open_stream(raw).read_all()
+            if content_type == ARROW
+            else pq.read_table(pa.BufferReader(raw))
+        )
+        assert table.num_rows == rows, f"{table.num_rows} rows for {rows}"
+        assert any(n.startswith("probability_") for n in table.column_names), table.column_names
+
+    return validate
+
+
+def _v2_binary(rows: int) -> Validator:
+    """A V2 answer with binary tensor data: a JSON header whose outputs have ``rows`` rows and
+    fill the bytes after it exactly."""
+
+    def validate(raw: bytes) -> None:
+        text = raw.decode("latin-1")
+        header, end = json.JSONDecoder().raw_decode(text)
+        outputs = header["outputs"]
+        assert outputs and all(o["shape"][0] == rows for o in outputs), outputs
+        sizes = sum(o["parameters"]["binary_data_size"] for o in outputs)
+        assert sizes == len(raw) - end, f"{sizes} bytes of tensors, {len(raw) - end} sent"
+
+    return validate
+
+
 def _v2_proba(expected: np.ndarray) -> Validator:
     def validate(raw: bytes) -> None:
         out = {o["name"]: o for o in orjson.loads(raw)["outputs"]}["predict_proba"]
@@ -737,6 +875,21 @@ def modelserve_runs(prep: dict[str, Any]) -> list[tuple[Run, Validator]]:
         (
             (FOREST_BIG, "/predict_batch", b["forest_batch10000"], BIG_ROWS, 2),
             _batch(BIG_ROWS),
+        ),
+        *(
+            (
+                (workload, "/predict_batch", b[f"forest_batch10000 {key}"], BIG_ROWS, 2),
+                _table(BIG_ROWS, content_type),
+            )
+            for workload, key, content_type in (
+                (FOREST_BIG_ARROW, "arrow", ARROW),
+                (FOREST_BIG_PARQUET, "parquet", PARQUET),
+                (FOREST_BIG_NPY, "numpy", NPY),
+            )
+        ),
+        (
+            (FOREST_BIG_V2, V2_INFER, b["forest_batch10000 v2 binary"], BIG_ROWS, 2),
+            _v2_binary(BIG_ROWS),
         ),
         (
             (CUSTOM_ROW, f"/models/{CUSTOM_MODEL}/predict", b["forest_row"], 1, 64),
@@ -1128,12 +1281,13 @@ def compare(results: list[Result]) -> list[str]:
                     "req_per_s",
                 )
         for reference in (SKLEARN_IN_PROCESS, ONNX_IN_PROCESS):
-            line(
-                f"{FOREST_BIG}, 2 conns: {ms} / {reference} on a 10,000-row array (rows/s)",
-                by.get((FOREST_BIG, ms, 2)),
-                by.get((FOREST_BIG, reference, 1)),
-                "rows_per_s",
-            )
+            for workload in (FOREST_BIG, *BIG_BINARY):
+                line(
+                    f"{workload}, 2 conns: {ms} / {reference} on a 10,000-row array (rows/s)",
+                    by.get((workload, ms, 2)),
+                    by.get((FOREST_BIG, reference, 1)),
+                    "rows_per_s",
+                )
         for model in IMAGE_MODELS:
             workload = _image_workload(model)
             for reference in (

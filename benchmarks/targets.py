@@ -19,6 +19,13 @@ SERVERS = ("granian", "gunicorn")
 FOREST_ROW = "forest /predict"
 FOREST_BATCH = "forest /predict_batch 100"
 FOREST_BIG = "forest /predict_batch 10000"
+#: The same 10,000 rows in each binary body (#21, round four), answered in the same format;
+#: V2 is one ``[10000, 30]`` FP64 tensor with binary tensor data in and out.
+FOREST_BIG_ARROW = "forest /predict_batch 10000 Arrow"
+FOREST_BIG_PARQUET = "forest /predict_batch 10000 Parquet"
+FOREST_BIG_NPY = "forest /predict_batch 10000 .npy"
+FOREST_BIG_V2 = "forest V2 infer 10000 binary"
+BIG_BINARY = (FOREST_BIG_ARROW, FOREST_BIG_PARQUET, FOREST_BIG_NPY, FOREST_BIG_V2)
 CUSTOM_ROW = "custom forest /predict"
 #: Round two (#21): the DataFrame-fitted forest as one file, served on default settings with
 #: an API key, a Redis-counted rate limit, metrics and request lines on.
@@ -238,6 +245,19 @@ def evaluate(rows: Sequence[Row], runtimes: Mapping[str, Any] | None = None) -> 
             other_label=reference,
         )
         out.append(big)
+        for workload in BIG_BINARY:
+            out.append(
+                _ratio_target(
+                    server,
+                    f"{workload}, 2 conns: rows/s ≥ 0.7x {reference}",
+                    0.7,
+                    ours(workload, 2),
+                    find(rows, FOREST_BIG, reference, 1),
+                    "rows_per_s",
+                    "rows/s",
+                    other_label=reference,
+                )
+            )
         out.append(
             _ratio_target(
                 server,

@@ -1,9 +1,17 @@
--- POST the file named by BODY_FILE as JSON (GET without a body when BODY_FILE is empty), and
+-- POST the file named by BODY_FILE (GET without a body when BODY_FILE is empty), with the
+-- headers in BODY_HEADERS ("Name: value" per line; JSON's content type when it is unset), and
 -- print a machine-readable summary at the end.
 local body_file = os.getenv("BODY_FILE")
 if body_file ~= nil and body_file ~= "" then
   wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
+  local body_headers = os.getenv("BODY_HEADERS")
+  if body_headers == nil or body_headers == "" then
+    body_headers = "Content-Type: application/json"
+  end
+  for line in body_headers:gmatch("[^\n]+") do
+    local name, value = line:match("^([^:]+):%s*(.*)$")
+    wrk.headers[name] = value
+  end
   local f = assert(io.open(body_file, "rb"))
   wrk.body = f:read("*a")
   f:close()

@@ -38,6 +38,8 @@ def _rows(server: str = "granian") -> list[Result]:
         _row("forest /predict_batch 10000", ms, 2, 40.0, rows=10_000),
         _row("forest /predict_batch 10000", targets.SKLEARN_IN_PROCESS, 1, 50.0, rows=10_000),
         _row("forest /predict_batch 10000", targets.ONNX_IN_PROCESS, 1, 100.0, rows=10_000),
+        _row(targets.FOREST_BIG_ARROW, ms, 2, 80.0, rows=10_000),
+        _row(targets.FOREST_BIG_NPY, ms, 2, 60.0, rows=10_000),
         _row("custom forest /predict", ms, 64, 900.0),
         _row("custom forest /predict", MLB, 64, 1000.0),
     ]
@@ -51,7 +53,7 @@ def _by_goal(found: list[targets.Target], server: str, words: str) -> targets.Ta
 
 def test_targets_compute_ratios_and_verdicts_from_one_run() -> None:
     found = targets.evaluate(_rows("granian"), {})
-    assert len(found) == 17  # 7 goals for each of granian and gunicorn, 3 of round two
+    assert len(found) == 25  # 11 goals for each of granian and gunicorn, 3 of round two
     vs_peer = _by_goal(found, "granian", "req/s ≥ 4x MLServer")
     assert vs_peer.ratio == pytest.approx(5.0) and vs_peer.met is True
     vs_lean = _by_goal(found, "granian", "0.75x the lean app")
@@ -66,9 +68,15 @@ def test_targets_compute_ratios_and_verdicts_from_one_run() -> None:
     custom = _by_goal(found, "granian", "custom-transformer")
     assert custom.ratio == pytest.approx(0.9) and custom.met is False
     # No runtime known: the 10,000-row target uses the scikit-learn rate (400k vs 500k rows/s).
-    big = _by_goal(found, "granian", "10000")
+    big = _by_goal(found, "granian", "10000, 2 conns")
     assert targets.SKLEARN_IN_PROCESS in big.goal
     assert big.ratio == pytest.approx(0.8) and big.met is True
+    # Binary bodies: against the same reference; a format not measured is not met.
+    arrow = _by_goal(found, "granian", targets.FOREST_BIG_ARROW)
+    assert arrow.ratio == pytest.approx(1.6) and arrow.met is True
+    npy = _by_goal(found, "granian", targets.FOREST_BIG_NPY)
+    assert npy.ratio == pytest.approx(1.2) and npy.met is True
+    assert _by_goal(found, "granian", targets.FOREST_BIG_V2).verdict == "not measured"
     # gunicorn was not measured at all: every one of its targets says so, none is met.
     gunicorn = [t for t in found if t.server == "gunicorn"]
     assert all(t.met is None and t.verdict == "not measured" for t in gunicorn)
@@ -93,7 +101,7 @@ def test_round_two_compares_the_defaults_row_with_the_lean_app_and_mlserver() ->
 def test_the_big_batch_target_follows_the_runtime_modelserve_reports() -> None:
     ms = targets.modelserve_name("granian")
     compiled = {ms: {"runtime": "sklearn", "estimator": "Pipeline", "compiled": "onnx"}}
-    big = _by_goal(targets.evaluate(_rows(), compiled), "granian", "10000")
+    big = _by_goal(targets.evaluate(_rows(), compiled), "granian", "10000, 2 conns")
     assert targets.ONNX_IN_PROCESS in big.goal and '"compiled": "onnx"' in big.goal
     assert big.ratio == pytest.approx(0.4) and big.met is False
 
@@ -138,7 +146,7 @@ def test_a_peer_that_refused_requests_is_named_in_the_detail() -> None:
 
 def test_render_targets_lines() -> None:
     lines = targets.render_targets(targets.evaluate(_rows()))
-    assert lines[0].startswith("**Targets**") and "5 of 17 met" in lines[0]
+    assert lines[0].startswith("**Targets**") and "7 of 25 met" in lines[0]
     assert any(
         line.startswith("- met: granian: forest /predict, 64 conns: req/s ≥ 4x")
         and "5.00x ≥ 4x (2,000.00 vs 400.00 req/s)" in line
@@ -229,3 +237,48 @@ def test_a_ratio_just_under_its_bound_does_not_print_as_the_bound() -> None:
     assert targets.format_ratio(1226.77 / 1641.47, 0.75) == "0.747"
     assert targets.format_ratio(0.75, 0.75) == "0.75"
     assert targets.format_ratio(25.049, 1.5) == "25.05"
+
+
+def test_binary_bodies_carry_their_headers_and_their_validators_read_the_answers(
+    tmp_path: Path,
+) -> None:
+    import io
+
+    import numpy as np
+    import orjson
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    x = np.arange(12, dtype=np.float64).reshape(4, 3)
+    bodies = run.binary_bodies(x, ["a", "b", "c"])
+    assert set(bodies) == {"arrow", "parquet", "numpy", "v2 binary"}
+    assert bodies["arrow"][1] == {"Content-Type": run.ARROW, "Accept": run.ARROW}
+    raw, headers = bodies["v2 binary"]
+    header_length = int(headers["Inference-Header-Content-Length"])
+    assert orjson.loads(raw[:header_length])["inputs"][0]["shape"] == [4, 3]
+    assert raw[header_length:] == x.tobytes()
+    path = tmp_path / "body.bin"
+    path.write_bytes(raw)
+    assert run.body_headers(path) == {"Content-Type": "application/json"}
+    run._headers_file(path).write_bytes(orjson.dumps(headers))
+    assert run.body_headers(path) == headers and run.body_headers(None) == {}
+
+    npy = io.BytesIO()
+    np.save(npy, np.zeros(4, dtype=np.int64))
+    run._table(4, run.NPY)(npy.getvalue())
+    with pytest.raises(AssertionError):
+        run._table(5, run.NPY)(npy.getvalue())
+    table = pa.table({"prediction": [0, 1, 0, 1], "probability_0": [0.1, 0.2, 0.3, 0.4]})
+    sink = pa.BufferOutputStream()
+    with pyarrow.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    run._table(4, run.ARROW)(sink.getvalue().to_pybytes())
+    with pytest.raises(AssertionError):
+        run._table(3, run.ARROW)(sink.getvalue().to_pybytes())
+    tensor = np.zeros((4, 2)).tobytes()
+    answer = orjson.dumps(
+        {"outputs": [{"name": "p", "shape": [4, 2], "parameters": {"binary_data_size": 64}}]}
+    )
+    run._v2_binary(4)(answer + tensor)
+    with pytest.raises(AssertionError):
+        run._v2_binary(4)(answer + tensor[:-8])

@@ -22,3 +22,19 @@ def test_non_finite_values_and_other_dtypes() -> None:
     assert widen_float32(doubles) is doubles
     ints = np.array([1, 2])
     assert widen_float32(ints) is ints
+
+
+def test_every_shape_gives_what_numpy_s_shortest_text_gives() -> None:
+    rng = np.random.default_rng(7)
+    tiny = np.array([1e-45, 3.4028235e38, -0.0, 1e-7, 123456.79], dtype=np.float32)
+    for values in (
+        rng.random((50, 3), dtype=np.float32),
+        rng.standard_normal(7).astype(np.float32) * 1e6,
+        tiny,
+        np.float32(0.85).reshape(()),
+        np.zeros((0, 2), dtype=np.float32),
+        rng.random((2, 3, 4), dtype=np.float32),
+    ):
+        wide = widen_float32(values)
+        assert wide.dtype == np.float64 and wide.shape == values.shape
+        assert np.array_equal(wide, values.astype(str).astype(np.float64))

@@ -19,13 +19,16 @@ def widen_float32(values: Tensor) -> Tensor:
     """Return ``values`` as float64, each float32 replaced by its shortest round-trip decimal.
 
     Other dtypes come back as they are, so float64 models are untouched. One orjson dump and
-    load (about 2 µs for a row of probabilities); orjson writes NaN and infinities as
-    ``null``, so those arrays take numpy's slower text route instead.
+    load of the values as one flat list (about 0.05 µs a value; nested rows would cost twice
+    as much to read back); orjson writes NaN and infinities as ``null``, so arrays holding
+    them take numpy's slower text route instead.
     """
     if values.dtype != np.float32:
         return values
-    text = orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY)
-    out = np.array(orjson.loads(text), dtype=np.float64)
-    if out.shape != values.shape or np.isnan(out).any():
+    flat = np.ascontiguousarray(values).reshape(-1)
+    text = orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY)
+    # Numbers are written with digits, ".", "-", "e" and the list's brackets and commas: an
+    # "n" is a null, a NaN or an infinity. One byte search, cheaper than numpy's isfinite.
+    if b"n" in text:
         return np.asarray(values.astype(str), dtype=np.float64)
-    return out
+    return np.array(orjson.loads(text), dtype=np.float64).reshape(values.shape)

@@ -53,6 +53,35 @@ def test_the_byte_scan_agrees_with_a_walk_of_the_document() -> None:
         assert json_depth(body, doc) == _walk(doc), body
 
 
+def _plain_doc(rng: random.Random, budget: int) -> Any:
+    """Documents without escapes (the byte scan's own paths), strings with brackets now and
+    then, empty strings and keys, up to 14 levels (past what the peeling rounds take)."""
+    kind = rng.random()
+    if budget <= 0 or kind < 0.25:
+        return rng.choice([1, 2.5, None, "x", "", "[", "]]", "{}"])
+    if kind < 0.6:
+        return [_plain_doc(rng, budget - 1) for _ in range(rng.randint(0, 3))]
+    keys = ["", "a", "b[", "}"]
+    return {rng.choice(keys) + str(i): _plain_doc(rng, budget - 1) for i in range(3)}
+
+
+def test_peeling_and_counting_agree_with_a_walk_of_the_document() -> None:
+    rng = random.Random(21)
+    for _ in range(2000):
+        doc = _plain_doc(rng, rng.randint(0, 14))
+        body = orjson.dumps(doc)
+        assert b"\\" not in body
+        assert json_depth(body, doc) == _walk(doc), body
+
+
+@pytest.mark.parametrize("depth", [3, 8, 9, 40])
+def test_batches_of_rows_and_deep_nests_are_measured_exactly(depth: int) -> None:
+    rows = orjson.dumps({"instances": [[1.5, 2], [3, 4]], "format": "rows", "": [""]})
+    assert json_depth(rows, orjson.loads(rows)) == 3
+    body = b'{"a": [{"b": "[x"}], "c": ' + nested(depth) + b"}"
+    assert json_depth(body, orjson.loads(body)) == depth + 1
+
+
 def test_check_depth_refuses_past_the_limit() -> None:
     check_depth(nested(32), orjson.loads(nested(32)), 32)
     with pytest.raises(InvalidInput, match="deeper than 32 levels"):

@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from modelserve.codecs.depth import json_depth
 from modelserve.codecs.seed import SeedCodec
 from modelserve.codecs.seed import parse_json
 from modelserve.errors import InvalidInput
@@ -72,6 +73,48 @@ def test_every_invalid_batch_is_refused_with_its_path(rows: list[Any], path: str
     paths = [d["path"] for d in info.value.details]
     assert any(p.startswith(path) for p in paths), paths
     assert not any(p.startswith(f"instances[{len(rows)}]") for p in paths), paths
+
+
+GOOD = {"a": 0.5, "b": 0.5, "n": 1}
+
+
+@pytest.mark.parametrize(
+    ("row", "path"),
+    [
+        ({"a": 1, "b": True, "n": 3}, "instances[0].b"),
+        ({"a": 1, "b": None, "n": 3}, "instances[0].b"),
+        ({"a": 1, "b": "2.5", "n": 3}, "instances[0].b"),
+        ({"a": 1, "b": [2.0], "n": 3}, "instances[0].b"),
+        ({"a": 1, "b": {"v": 2}, "n": 3}, "instances[0].b"),
+        ({"a": -1, "b": 2, "n": 3}, "instances[0].a"),
+        ({"a": 1, "b": 2, "n": 3.5}, "instances[0].n"),
+        ({"a": 1, "b": 2}, "instances[0]"),
+        ({"a": 1, "b": 2, "n": 3, "c": 4}, "instances[0]"),
+        ({"a": 1, "b": 2, "c": 3}, "instances[0]"),  # the right count, a wrong key
+    ],
+)
+def test_a_batch_of_objects_is_refused_on_any_bad_value(row: Any, path: str) -> None:
+    codec = SeedCodec(SIG, allow_extra=False, max_rows=1000)
+    body = orjson.dumps({"instances": [row, GOOD]})  # objects only: their own fast path
+    with pytest.raises(InvalidInput) as info:
+        codec.decode_batch(orjson.loads(body), body)
+    paths = [d["path"] for d in info.value.details]
+    assert any(p.startswith(path) for p in paths), paths
+
+
+def test_objects_and_lists_take_the_fast_path_and_ragged_lists_do_not() -> None:
+    codec = SeedCodec(SIG, allow_extra=False, max_rows=1000)
+    assert codec._fast is not None
+    for rows in ([GOOD, {"n": 2, "b": 1, "a": 3}], [[1.0, 2.0, 3]] * 4):
+        body = orjson.dumps({"instances": rows})
+        assert codec._fast.array(orjson.loads(body)["instances"], body, codec._row_of) is not None
+    ragged = [[1.0, 2.0], [1.0, 2.0, 3, 4]]  # as many values as two rows, in the wrong rows
+    body = orjson.dumps({"instances": ragged})
+    assert codec._fast.array(ragged, body, codec._row_of) is None
+    with pytest.raises(InvalidInput):
+        codec.decode_batch(orjson.loads(body), body)
+    mixed = [GOOD, [1.0, 2.0, 3]]
+    assert decode({"instances": mixed}).tolist() == [[0.5, 0.5, 1.0], [1.0, 2.0, 3.0]]
 
 
 def test_extra_fields_allowed_with_string_values() -> None:
@@ -237,3 +280,36 @@ def test_string_features_longer_than_the_limit_are_refused() -> None:
     with pytest.raises(InvalidInput) as info:
         codec.decode_batch({"instances": [["Oslo", 1], ["Reykjavik", 2]]})
     assert info.value.details[0]["path"] == "instances[1][0]"
+
+
+def _decode_checked(payload: Any, max_depth: int, codec: SeedCodec | None = None) -> np.ndarray:
+    codec = codec or SeedCodec(SIG, allow_extra=False, max_rows=2)
+    body = orjson.dumps(payload)
+    return codec.decode_batch(parse_json(body, max_depth, measure=False), body, max_depth)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"instances": [[1.0, 2.0, 3]]},  # proven: depth 3
+        {"instances": [GOOD]},
+        {"instances": [[1.0, 2.0, 3]], "junk": [[[1]]]},  # proven rows, a walk of the rest
+        {"instances": [[1.0, [[[2.0]]], 3]]},  # a deep row: not proven, measured
+        {"instances": [[1.0, 2.0, 3]] * 3, "junk": [[[1]]]},  # too many rows, and deep
+        {"instances": "x", "junk": [[[1]]]},  # not a batch, and deep
+    ],
+)
+def test_the_depth_limit_comes_first_whether_or_not_the_rows_are_proven(payload: Any) -> None:
+    depth = json_depth(orjson.dumps(payload), payload)
+    with pytest.raises(InvalidInput, match=f"deeper than {depth - 1} levels"):
+        _decode_checked(payload, depth - 1)
+    if depth == 3:
+        assert _decode_checked(payload, 3).shape == (1, 3)
+
+
+def test_allowed_extra_fields_are_measured_not_assumed() -> None:
+    codec = SeedCodec(SIG, allow_extra=True, max_rows=10)
+    deep = {"instances": [{**GOOD, "note": [[["x"]]]}]}
+    with pytest.raises(InvalidInput, match="deeper than 4 levels"):
+        _decode_checked(deep, 4, codec)
+    assert _decode_checked(deep, 6, codec).tolist() == [[0.5, 0.5, 1.0]]

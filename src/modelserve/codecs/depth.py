@@ -38,15 +38,57 @@ def json_depth(body: bytes, payload: Any) -> int:
     return _depth(body, payload, body.translate(None, _INSIGNIFICANT))
 
 
+#: Objects' braces as brackets: in a document that parsed they pair up like brackets.
+_AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
+
+
 def _depth(body: bytes, payload: Any, significant: bytes) -> int:
     if b"\\" in body:
         return _walk(payload)
+    # Without the strings' own quote pairs no quote is left unless some string holds a
+    # bracket (the first quote pair removed across two strings leaves a quote behind).
+    brackets = significant.replace(b'""', b"")
+    if b'"' not in brackets:
+        peeled = _peel(brackets.translate(_AS_BRACKETS))
+        if peeled is not None:
+            return peeled
+    return _count(significant)
+
+
+#: Rounds :func:`_peel` takes at most: batches nest three or four deep; a document nested
+#: deeper is counted instead, so a body of deep nests costs a few passes, not one per level.
+_PEEL_ROUNDS = 8
+
+
+def _peel(brackets: bytes) -> int | None:
+    """The nesting depth of well-paired ``[`` and ``]``, or ``None`` past :data:`_PEEL_ROUNDS`.
+
+    Each round removes the innermost pairs (``[]``), so the rounds are the depth:
+    ``bytes.replace`` finds its matches in the text as it was, so a pair that a round's
+    removals close up waits for the next round. A batch of rows is three rounds in C, far
+    cheaper than counting symbol by symbol.
+    """
+    for depth in range(_PEEL_ROUNDS + 1):
+        if not brackets:
+            return depth
+        brackets = brackets.replace(b"[]", b"")
+    return None
+
+
+def _count(significant: bytes) -> int:
+    """The depth by a running count of brackets outside strings (for strings holding
+    brackets, which :func:`_peel` would count)."""
     symbols = np.frombuffer(significant, dtype=np.uint8)  # brackets and quotes: usually few
     if not symbols.size:
         return 0
     outside = (np.cumsum(symbols == ord('"'), dtype=np.int64) & 1) == 0
     steps = np.where(outside, _OPEN[symbols], 0).astype(np.int64)
     return max(0, int(np.cumsum(steps).max()))
+
+
+def value_depth(value: Any) -> int:
+    """The nesting depth of a parsed value (0 for a scalar), walked without recursion."""
+    return _walk(value)
 
 
 def _walk(payload: Any) -> int:

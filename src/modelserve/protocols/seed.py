@@ -79,8 +79,11 @@ class SeedProtocol:
             # is built, and collections that walk them free nothing (see gcpause).
             with sv.incoming(), gc_paused():
                 if content_type == tables.JSON:
-                    payload = parse_json(body, self._service.settings.max_json_depth)
-                    x = codec.decode_batch(payload, body)
+                    # The codec checks the depth: a batch it proves a table of numbers has
+                    # a known one, and its body need not be scanned for it.
+                    max_depth = self._service.settings.max_json_depth
+                    payload = parse_json(body, max_depth, measure=False)
+                    x = codec.decode_batch(payload, body, max_depth)
                     columns = columns or codec.batch_format(payload) == "columns"
                     del payload  # its rows are in x now; free them while the pause lasts
                 else:

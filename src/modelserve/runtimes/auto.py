@@ -504,6 +504,10 @@ class AutoRuntime(Runtime):
         self.reason = None
         self.cache_path = None
         self._all_outputs = frozenset(sk.signature().outputs)
+        # Read once: the estimator does not change while loaded, and each read of the
+        # properties walks the pipeline and wraps its classes again (about 1 µs a call).
+        self._classes = sk.classes
+        self._labels_from_proba = sk.labels_from_proba
         if not self.artifacts.manifest.compile:
             self.reason = "compile: false in model.yaml"
             return
@@ -612,9 +616,9 @@ class AutoRuntime(Runtime):
     def _predict_compiled(
         self, compiled: Runtime, inputs: TensorDict, outputs: Sequence[str] | None
     ) -> TensorDict:
-        classes = self._sklearn.classes
+        classes = self._classes
         wanted = self._all_outputs if outputs is None else self._all_outputs & set(outputs)
-        if self._sklearn.labels_from_proba and classes is not None and PREDICT_OUTPUT in wanted:
+        if self._labels_from_proba and classes is not None and PREDICT_OUTPUT in wanted:
             # scikit-learn defines these estimators' labels as classes_[argmax(proba)]; take
             # them the same way (ties included) rather than from the graph's own tie-break.
             result = compiled.predict(inputs, [PROBA_OUTPUT])
