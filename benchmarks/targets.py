@@ -261,8 +261,9 @@ def evaluate(rows: Sequence[Row], runtimes: Mapping[str, Any] | None = None) -> 
         out.append(
             _ratio_target(
                 server,
-                "custom-transformer forest /predict, 64 conns: req/s ≥ 1x MLServer-batched",
-                1.0,
+                # #12 asked for 1x; #21 for 1.5x ("uncompilable model with batching").
+                "custom-transformer forest /predict, 64 conns: req/s ≥ 1.5x MLServer-batched",
+                1.5,
                 ours(CUSTOM_ROW, 64),
                 peer(CUSTOM_ROW, 64),
                 "req_per_s",
@@ -290,6 +291,18 @@ def _round_two(rows: Sequence[Row], mlb: str | None) -> list[Target]:
             "req_per_s",
             "req/s",
             other_label="the lean app",
+        ),
+        _ratio_target(
+            "granian",
+            "#21 defaults + key + limit + metrics, DataFrame forest /predict, 64 conns: "
+            "p99 ≤ 0.5x batched MLServer's",
+            0.5,
+            ours,
+            find(rows, FOREST_ROW, mlb, 64) if mlb else None,
+            "p99_ms",
+            "ms",
+            at_least=False,
+            other_label="MLServer-batched",
         ),
         _ratio_target(
             "granian",

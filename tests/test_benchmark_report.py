@@ -53,7 +53,7 @@ def _by_goal(found: list[targets.Target], server: str, words: str) -> targets.Ta
 
 def test_targets_compute_ratios_and_verdicts_from_one_run() -> None:
     found = targets.evaluate(_rows("granian"), {})
-    assert len(found) == 25  # 11 goals for each of granian and gunicorn, 3 of round two
+    assert len(found) == 26  # 11 goals for each of granian and gunicorn, 4 of round two
     vs_peer = _by_goal(found, "granian", "req/s ≥ 4x MLServer")
     assert vs_peer.ratio == pytest.approx(5.0) and vs_peer.met is True
     vs_lean = _by_goal(found, "granian", "0.75x the lean app")
@@ -66,6 +66,7 @@ def test_targets_compute_ratios_and_verdicts_from_one_run() -> None:
     assert batch.ratio == pytest.approx(3.0) and batch.met is False
     assert batch.verdict == "MISSED"
     custom = _by_goal(found, "granian", "custom-transformer")
+    assert "1.5x" in custom.goal  # #21's bound (#12 asked for 1x)
     assert custom.ratio == pytest.approx(0.9) and custom.met is False
     # No runtime known: the 10,000-row target uses the scikit-learn rate (400k vs 500k rows/s).
     big = _by_goal(found, "granian", "10000, 2 conns")
@@ -85,13 +86,14 @@ def test_targets_compute_ratios_and_verdicts_from_one_run() -> None:
 def test_round_two_compares_the_defaults_row_with_the_lean_app_and_mlserver() -> None:
     rows = [
         *_rows(),
-        _row(targets.FRAME_ROW, targets.DEFAULTS_NAME, 64, 1500.0),
+        _row(targets.FRAME_ROW, targets.DEFAULTS_NAME, 64, 1500.0, p99=45.0),
         _row(targets.FRAME_ROW, targets.DEFAULTS_NAME, 1, 900.0, p50=0.8),
     ]
     found = [t for t in targets.evaluate(rows) if t.goal.startswith("#21")]
-    assert [t.server for t in found] == ["granian"] * 3
-    vs_lean, lone, vs_peer = found
+    assert [t.server for t in found] == ["granian"] * 4
+    vs_lean, p99, lone, vs_peer = found
     assert vs_lean.ratio == pytest.approx(1500 / 2400) and vs_lean.met is False
+    assert p99.ratio == pytest.approx(45 / 100) and p99.met is True  # MLServer-batched: 100
     assert lone.ratio == pytest.approx(0.8 / 0.5) and lone.met is False
     assert vs_peer.ratio == pytest.approx(1500 / 400) and vs_peer.met is False
     # Without the row (Redis was not reachable, say): not measured, never met.
