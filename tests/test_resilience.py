@@ -157,7 +157,20 @@ def test_workers_over_the_rss_limit_are_replaced_without_failing_requests(
     result = run_wrk(server.url + "/predict", IRIS_ROW, 2000, tmp_path)
     assert result.requests >= 2000, result.output
     assert (result.errors, result.non_2xx) == (0, 0), result.output
-    assert wait_for(lambda: not first & worker_pids(server.proc.pid), 15), server.output()
+
+    def replaced() -> bool:
+        # gunicorn checks a worker's RSS after each of its requests: one that the load's
+        # connections never reached is checked at its first request, so keep sending some.
+        answer = requests.post(
+            server.url + "/predict",
+            data=IRIS_ROW,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        return not first & worker_pids(server.proc.pid)
+
+    assert wait_for(replaced, 15, step=0.1), server.output()
     assert "RSS over MODELSERVE_MAX_WORKER_RSS_MB" in server.output()
     assert server.proc.poll() is None
     print(f"\n{server_name}: {result.requests} requests through RSS recycling, 0 failed")
