@@ -207,6 +207,8 @@ def binary_bodies(x: np.ndarray, names: list[str]) -> dict[str, tuple[bytes, dic
     import pyarrow.ipc
     import pyarrow.parquet as pq
 
+    from modelserve.codecs.v2 import encode_request
+
     table = pa.table({n: x[:, i] for i, n in enumerate(names)})
     sink = pa.BufferOutputStream()
     with pyarrow.ipc.new_stream(sink, table.schema) as writer:
@@ -215,19 +217,8 @@ def binary_bodies(x: np.ndarray, names: list[str]) -> dict[str, tuple[bytes, dic
     pq.write_table(table, parquet_sink)
     npy = io.BytesIO()
     np.save(npy, x)
-    header = orjson.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "input",
-                    "shape": list(x.shape),
-                    "datatype": "FP64",
-                    "parameters": {"binary_data_size": x.nbytes},
-                }
-            ],
-            "parameters": {"binary_data_output": True},
-        }
-    )
+    # One FP64 tensor as binary data, binary outputs asked for: as modelserve's client sends it.
+    v2_body, v2_header = encode_request([("input", x.astype(np.float64), True)], binary_output=True)
     return {
         "arrow": (sink.getvalue().to_pybytes(), {"Content-Type": ARROW, "Accept": ARROW}),
         "parquet": (
@@ -236,10 +227,10 @@ def binary_bodies(x: np.ndarray, names: list[str]) -> dict[str, tuple[bytes, dic
         ),
         "numpy": (npy.getvalue(), {"Content-Type": NPY, "Accept": NPY}),
         "v2 binary": (
-            header + x.astype("<f8").tobytes(),
+            v2_body,
             {
                 "Content-Type": "application/octet-stream",
-                "Inference-Header-Content-Length": str(len(header)),
+                "Inference-Header-Content-Length": str(v2_header),
             },
         ),
     }

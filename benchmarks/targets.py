@@ -234,22 +234,14 @@ def evaluate(rows: Sequence[Row], runtimes: Mapping[str, Any] | None = None) -> 
         compiled = runtime_is_compiled(runtimes.get(ms))
         reference = ONNX_IN_PROCESS if compiled else SKLEARN_IN_PROCESS
         served = json.dumps(runtimes[ms], sort_keys=True) if ms in runtimes else "unknown"
-        big = _ratio_target(
-            server,
-            f"forest /predict_batch 10000, 2 conns: rows/s ≥ 0.7x {reference} (runtime {served})",
-            0.7,
-            ours(FOREST_BIG, 2),
-            find(rows, FOREST_BIG, reference, 1),
-            "rows_per_s",
-            "rows/s",
-            other_label=reference,
-        )
-        out.append(big)
-        for workload in BIG_BINARY:
+        # JSON rows and each binary body, against the same in-process rate; the JSON row
+        # says which runtime served it.
+        for workload in (FOREST_BIG, *BIG_BINARY):
+            served_by = f" (runtime {served})" if workload == FOREST_BIG else ""
             out.append(
                 _ratio_target(
                     server,
-                    f"{workload}, 2 conns: rows/s ≥ 0.7x {reference}",
+                    f"{workload}, 2 conns: rows/s ≥ 0.7x {reference}{served_by}",
                     0.7,
                     ours(workload, 2),
                     find(rows, FOREST_BIG, reference, 1),
