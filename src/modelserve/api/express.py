@@ -12,10 +12,9 @@ binary tensors, no compressed body) take it too, as do base64 images.
 It does what the request pipeline does, with the same functions, in the same order: the
 request id and record, the credential and the scope (``auth``), the rate limit (``limits``),
 the view's work (``SeedProtocol.predict_one`` or ``predict_batch``, ``V2Protocol.infer``,
-``ImageProtocol.classify_base64``), then the limit,
-security and id headers, the metrics and the request line (``observe``). The answer is the
-one Flask would give, byte for byte but the id and timing headers
-(``tests/api/test_express.py`` compares the two).
+``ImageProtocol.classify_base64``), then the limit, security and id headers, the metrics and
+the request line (``observe``). The answer is the one Flask would give, byte for byte but the
+id and timing headers (``tests/api/test_express.py`` compares the two).
 
 It never answers anything but a 200. A request it cannot answer with one (no or a wrong
 credential, over the limit, a body that is not JSON, an unknown model, a failing model, a
