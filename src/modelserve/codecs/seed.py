@@ -34,6 +34,7 @@ from .depth import ORJSON_MAX_DEPTH
 from .depth import check_depth
 from .depth import too_deep
 from .depth import value_depth
+from .numeric_json import NumericRows
 from .schema import Validator
 from .schema import array_schema
 from .schema import object_schema
@@ -87,6 +88,7 @@ class SeedCodec:
         self._row_of = getter if len(names) > 1 else (lambda obj: (getter(obj),))
         self._dtype: Any = np.float64 if signature.numeric else object
         self._fast = _VectorCheck.build(signature, allow_extra)
+        self._numeric_rows = NumericRows(self._n, max_rows) if self._fast is not None else None
         self._cells = (
             CellCheck.build(signature, allow_extra, max_string_length)
             if self._fast is None
@@ -137,6 +139,27 @@ class SeedCodec:
         if problems:
             raise InvalidInput(summary(problems), problems)
         return np.array([self._row_of(payload)], dtype=self._dtype)
+
+    def decode_batch_body(
+        self, body: bytes, max_depth: int
+    ) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """A batch of number rows straight from its JSON body, with no Python object per
+        value: ``(the [rows, features] array, the document's other members)``, or ``None``
+        when the body is not proven such a batch, valid for this model (then parse it with
+        :func:`parse_json` and :meth:`decode_batch`, which also word every problem).
+
+        See :mod:`~modelserve.codecs.numeric_json` for the proof; the values then take the
+        same bounds, integer and enum checks as :meth:`decode_batch`'s.
+        """
+        if self._numeric_rows is None or self._fast is None or max_depth < 3:
+            return None  # 3: the object, instances, a row (its other members are scalars)
+        parsed = self._numeric_rows.table(body)
+        if parsed is None:
+            return None
+        x, others = parsed
+        if self._fast.checked(x) is None:
+            return None
+        return x, others
 
     def decode_batch(
         self, payload: Any, body: bytes | None = None, max_depth: int | None = None
@@ -465,7 +488,7 @@ class _VectorCheck:
                 return None
         return np.array([row], dtype=np.float64)
 
-    def _checked(self, x: np.ndarray) -> np.ndarray | None:
+    def checked(self, x: np.ndarray) -> np.ndarray | None:
         if self.bounded and ((x < self.low) | (x > self.high)).any():
             return None
         if self.integer.any() and (x[:, self.integer] != np.floor(x[:, self.integer])).any():
@@ -517,7 +540,7 @@ class _VectorCheck:
             flat = np.fromiter(chain.from_iterable(table), np.float64, len(rows) * width)
         except (ValueError, TypeError, OverflowError):
             return None
-        return self._checked(flat.reshape(len(rows), width))
+        return self.checked(flat.reshape(len(rows), width))
 
     def _mixed(self, rows: list[Any], row_of: Any) -> list[Any] | None:
         """A table of object and list rows, or ``None`` when a row is neither, or is not the

@@ -82,10 +82,16 @@ class SeedProtocol:
                     # The codec checks the depth: a batch it proves a table of numbers has
                     # a known one, and its body need not be scanned for it.
                     max_depth = self._service.settings.max_json_depth
-                    payload = parse_json(body, max_depth, measure=False)
-                    x = codec.decode_batch(payload, body, max_depth)
-                    columns = columns or codec.batch_format(payload) == "columns"
-                    del payload  # its rows are in x now; free them while the pause lasts
+                    rows = codec.decode_batch_body(body, max_depth)
+                    if rows is not None:
+                        # Number rows, parsed straight into x: no Python object per value.
+                        x, others = rows
+                        columns = columns or codec.batch_format(others) == "columns"
+                    else:
+                        payload = parse_json(body, max_depth, measure=False)
+                        x = codec.decode_batch(payload, body, max_depth)
+                        columns = columns or codec.batch_format(payload) == "columns"
+                        del payload  # its rows are in x now; free them while the pause lasts
                 else:
                     data = tables.read_table(body, content_type, codec.max_rows)
                     x = codec.decode_table(data)
