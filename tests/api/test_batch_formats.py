@@ -275,3 +275,43 @@ def test_the_prediction_log_reads_a_columns_answer() -> None:
     assert output_columns({"format": "columns", "predictions": [1.5], "probabilities": None}) == {
         "predict": [1.5]
     }
+
+
+@pytest.mark.parametrize("express", [True, False])
+def test_number_rows_skip_the_python_parse_and_other_bodies_take_it(
+    settings: ServerSettings, monkeypatch: pytest.MonkeyPatch, express: bool
+) -> None:
+    """JSON number rows are parsed straight into an array (codecs/numeric_json.py) on both
+    the express lane and Flask's route; object rows, and any body it cannot prove, go
+    through ``parse_json`` as before, with the same answers and errors."""
+    from modelserve.protocols import seed as protocol
+
+    client = create_app(settings.model_copy(update={"express": express})).test_client()
+    x = models.iris().x[::10]
+    objects = [dict(zip(models.IRIS_FEATURES, row, strict=True)) for row in x.tolist()]
+    want = {
+        "rows": client.post(URL, json={"instances": objects}).json,
+        "columns": client.post(URL, json={"instances": objects, "format": "columns"}).json,
+        "ragged": client.post(URL, json={"instances": [[1.0, 2.0, 3.0, 4.0], [1.0]]}).json,
+    }
+    parsed: list[bytes] = []
+    real_parse = protocol.parse_json
+
+    def spy(body: bytes, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(body)
+        return real_parse(body, *args, **kwargs)
+
+    monkeypatch.setattr(protocol, "parse_json", spy)
+    assert client.post(URL, json={"instances": x.tolist()}).json == want["rows"]
+    columns = client.post(URL, json={"instances": x.tolist(), "format": "columns"})
+    assert columns.json == want["columns"]
+    bad_format = client.post(URL, json={"instances": x.tolist(), "format": "table"})
+    assert bad_format.status_code == 400 and "format" in bad_format.json["error"]
+    assert parsed == []  # none of those three went through orjson's parse
+
+    assert client.post(URL, json={"instances": objects}).json == want["rows"]
+    assert len(parsed) == 1
+    ragged = client.post(URL, json={"instances": [[1.0, 2.0, 3.0, 4.0], [1.0]]})
+    assert ragged.status_code == 400 and ragged.json == want["ragged"]
+    # The lane answers successes only: a refused body is decoded again by Flask's route.
+    assert len(parsed) == (3 if express else 2)
