@@ -229,7 +229,7 @@ class ExpressLane:
             one = self._seed.predict_one(route.name, route.version, body)
             data = orjson.dumps(one, option=DUMP_OPTIONS)
         elif endpoint == BATCH:  # JSON in, JSON out (the defaults): a dict
-            batch = self._seed.predict_batch(route.name, route.version, body)
+            batch = self._seed.predict_batch(route.name, route.version, body, written=True)
             data = orjson.dumps(batch, option=DUMP_OPTIONS)
         elif endpoint == IMAGE:
             labels = self._images.classify_base64(route.name, route.version, body)

@@ -48,7 +48,7 @@ def predict_batch(name: str | None = None, version: int | None = None) -> Respon
             [{"path": "format", "message": f'is "{fmt}", not "rows" or "columns"'}],
         )
     answer = get_handlers().seed.predict_batch(
-        name, version, body, content_type, accept, fmt == "columns"
+        name, version, body, content_type, accept, fmt == "columns", written=True
     )
     if isinstance(answer, bytes):
         return Response(answer, mimetype=accept)

@@ -35,6 +35,7 @@ from .depth import check_depth
 from .depth import too_deep
 from .depth import value_depth
 from .numeric_json import NumericRows
+from .rows_json import rows_answer
 from .schema import Validator
 from .schema import array_schema
 from .schema import object_schema
@@ -322,6 +323,16 @@ class SeedCodec:
                 for i, p, q, n in zip(ids, labels, probs, names, strict=True)
             ]
         return {"predictions": items, "status": "success"}
+
+    def encode_batch_json(self, outputs: TensorDict) -> dict[str, Any]:
+        """:meth:`encode_batch`'s answer for an answer that is only written as JSON: its
+        ``predictions`` may be that array's text already (an ``orjson.Fragment``, which
+        ``orjson.dumps`` writes as it is), the same bytes once written."""
+        labels = widen_float32(outputs[PREDICT_OUTPUT])
+        text = rows_answer(labels, _widened(outputs.get(PROBA_OUTPUT)), self._names_of)
+        if text is None:
+            return self.encode_batch(outputs)
+        return {"predictions": orjson.Fragment(text), "status": "success"}
 
     def encode_columns(self, outputs: TensorDict) -> dict[str, Any]:
         """Every row's answer as one array per field, in row order: ``predictions``,

@@ -60,6 +60,7 @@ class SeedProtocol:
         content_type: str = tables.JSON,
         accept: str = tables.JSON,
         columns: bool = False,
+        written: bool = False,
     ) -> dict[str, Any] | bytes:
         """Score a batch (the seed's ``/predict_batch``): ``{"instances": [...]}`` in JSON,
         or a table in one of :data:`~modelserve.codecs.tables.TABLE_TYPES`.
@@ -69,6 +70,10 @@ class SeedProtocol:
             (its bytes are returned).
         :param columns: answer JSON as one array per field (also asked for by
             ``"format": "columns"`` in a JSON body); table answers are columns anyway.
+        :param written: the caller only writes the answer with ``orjson.dumps`` (the
+            routes): a rows answer's ``predictions`` may then be its JSON text already
+            (:meth:`~modelserve.codecs.seed.SeedCodec.encode_batch_json`), unless
+            answers are logged, which reads them.
         """
         log = self._log
         started = time.perf_counter() if log is not None else 0.0
@@ -98,6 +103,9 @@ class SeedProtocol:
                 if columns or accept != tables.JSON:
                     encode = codec.encode_columns
                     kind = "columns"
+                elif written and log is None:
+                    encode = codec.encode_batch_json
+                    kind = "batch-json"
                 else:
                     encode = codec.encode_batch
                     kind = "batch"
