@@ -209,6 +209,20 @@ def _gunicorn_worker_class(threads: int) -> type[Any]:
     base: type[Any] = ThreadWorker if threads > 1 else SyncWorker
 
     class DrainingWorker(base):  # type: ignore[misc]
+        def init_process(self) -> None:
+            # The thread that ends the drain starts now, not in the SIGTERM handler: a
+            # handler runs between two bytecodes of the main thread, and starting a thread
+            # there hangs for good when the main thread was starting one itself (it holds
+            # threading's limbo lock for that); the master then kills the worker only after
+            # the graceful timeout.
+            self._drain_asked = threading.Event()
+            self._drain_signal: int = signal.SIGTERM
+            watcher = threading.Thread(
+                target=self._stop_after_drain, name="modelserve-drain", daemon=True
+            )
+            watcher.start()
+            super().init_process()
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             if workers.draining():
                 return  # the arbiter forwards the SIGTERM it got: one drain is enough
@@ -216,10 +230,8 @@ def _gunicorn_worker_class(threads: int) -> type[Any]:
             # Every answer from now on says "Connection: close" (gthread: keepalive 0), so
             # clients on kept-alive connections reconnect instead of reusing this one.
             self.cfg.set("keepalive", 0)
-            stop = super().handle_exit
-            timer = threading.Timer(workers.DRAIN_SECONDS, self._stop_after_drain, (stop, sig))
-            timer.daemon = True
-            timer.start()
+            self._drain_signal = sig
+            self._drain_asked.set()  # the watcher's own lock only: safe in a handler
 
         def handle_quit(self, sig: int, frame: Any) -> None:
             """SIGINT/SIGQUIT: gunicorn's quick stop, unless the signal interrupted the
@@ -240,8 +252,11 @@ def _gunicorn_worker_class(threads: int) -> type[Any]:
                 lock.release()
             super().handle_quit(sig, frame)
 
-        def _stop_after_drain(self, stop: Callable[[int, Any], None], sig: int) -> None:
-            stop(sig, None)
+        def _stop_after_drain(self) -> None:
+            """The drain's watcher: after a SIGTERM and the drain, gunicorn's graceful stop."""
+            self._drain_asked.wait()
+            time.sleep(workers.DRAIN_SECONDS)
+            super().handle_exit(self._drain_signal, None)
             # The sync worker sleeps in select() for up to half the timeout: wake it now.
             os.write(self.PIPE[1], b".")
 

@@ -73,6 +73,17 @@ def test_the_text_is_orjsons_text_of_the_dicts(
     assert written(fast) == written(c.encode_batch(out))
 
 
+def test_probabilities_in_any_memory_order_are_written_as_the_dicts_write_them() -> None:
+    c = codec((0, 1, 2), ("a", "b", "c"))
+    proba = np.asfortranarray(random_proba(np.random.default_rng(1), 50, 3, np.float64))
+    labels = np.argmax(proba, axis=1)
+    for view in (proba, proba[:, ::-1], np.ascontiguousarray(proba)[::1]):
+        out = outputs(labels, view)
+        fast = c.encode_batch_json(out)
+        assert isinstance(fast["predictions"], orjson.Fragment)
+        assert written(fast) == written(c.encode_batch(out))
+
+
 def test_nan_and_infinite_probabilities_are_written_as_the_dicts_write_them() -> None:
     c = codec((0, 1), None)
     proba = np.array([[np.nan, 1.0], [np.inf, -np.inf], [0.25, 0.75]])

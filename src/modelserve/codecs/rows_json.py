@@ -55,8 +55,13 @@ def rows_answer(
         name = b"" if names_of is None else b',"class_name":' + orjson.dumps(names_of[label])
         after[label] = b"]" + name + b"}" + _NEXT
     ids = orjson.dumps(np.arange(rows), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    try:
+        # orjson writes C-ordered arrays only (a model's output may be a transposed view).
+        matrix = orjson.dumps(np.ascontiguousarray(proba), option=orjson.OPT_SERIALIZE_NUMPY)
+    except (orjson.JSONEncodeError, TypeError):  # a dtype orjson does not write
+        return None
     # Numbers hold no brackets: the rows of [[...],[...]] split where one closes.
-    probabilities = orjson.dumps(proba, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].split(b"],[")
+    probabilities = matrix[2:-2].split(b"],[")
     text = b"".join(
         chain.from_iterable(
             zip(
