@@ -38,6 +38,11 @@ _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b"[],")
 _STRUCTURE = frozenset("[],")
 #: Scalar values simdjson returns as Python objects (containers come back as its proxies).
 _SCALARS = (str, int, float, bool, type(None))
+#: One parser for the process: a parser keeps its tape, at the size of the largest document
+#: it parsed, as long as it lives; one per thread or per model would keep one each. Parsing
+#: holds the GIL anyway, so sharing it costs no parallelism.
+_PARSER = simdjson.Parser()
+_LOCK = threading.Lock()
 
 
 class NumericRows:
@@ -51,16 +56,11 @@ class NumericRows:
         self.width = width
         self.max_rows = max_rows
         self._row = b"[" + b"," * (width - 1) + b"]"
-        # One parser: a parser's tape is reused, and lives as long as it does, at the size
-        # of the largest document it parsed; a parser per thread would keep one per thread.
-        # Parsing holds the GIL anyway, so the lock costs no parallelism.
-        self._parser = simdjson.Parser()
-        self._lock = threading.Lock()
 
     def table(self, body: bytes) -> tuple[np.ndarray, dict[str, Any]] | None:
         """``(rows x width float64 array, the document's other members)``, or ``None`` when
         the body is not proven to be such a batch (see the module's docstring)."""
-        with self._lock:
+        with _LOCK:
             parsed = self._parse(body)
         if parsed is None:
             return None
@@ -82,7 +82,7 @@ class NumericRows:
         are locals here, gone when this returns.
         """
         try:
-            doc = self._parser.parse(body)
+            doc = _PARSER.parse(body)
             if not isinstance(doc, simdjson.Object):
                 return None
             keys = list(doc.keys())
