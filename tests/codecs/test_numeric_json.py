@@ -19,17 +19,9 @@ from modelserve.codecs.seed import SeedCodec
 from modelserve.codecs.seed import parse_json
 from modelserve.errors import InvalidInput
 from modelserve.errors import PayloadTooLarge
-from modelserve.types import Feature
-from modelserve.types import Signature
 
-SIG = Signature(
-    features=(
-        Feature("a", "number", minimum=0.0),
-        Feature("b", "number", maximum=10.0),
-        Feature("n", "integer"),
-    ),
-    task="regression",
-)
+from .test_seed import SIG
+
 MAX_DEPTH = 32
 _STRUCTURE = frozenset("[],")
 
