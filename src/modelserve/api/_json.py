@@ -75,15 +75,12 @@ def request_body(req: Request | None = None) -> bytes:
         data: bytes = req.get_data(cache=False)
         return data
     stream = req.stream
-    first: bytes = stream.read(length)
-    if len(first) == length or not first:
-        return first
-    parts = [first]
-    missing = length - len(first)
-    while missing > 0:
-        part = stream.read(missing)
+    parts: list[bytes] = []
+    missing = length
+    while missing > 0:  # once, unless the server hands the body out in pieces
+        part: bytes = stream.read(missing)
         if not part:
             break
         parts.append(part)
         missing -= len(part)
-    return b"".join(parts)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
