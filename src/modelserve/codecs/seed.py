@@ -306,8 +306,13 @@ class SeedCodec:
 
     def encode_batch(self, outputs: TensorDict) -> dict[str, Any]:
         """Every row's answer, float32 values written as :meth:`encode_one` does."""
-        labels = widen_float32(outputs[PREDICT_OUTPUT]).tolist()
-        proba = _widened(outputs.get(PROBA_OUTPUT))
+        return self._rows(
+            widen_float32(outputs[PREDICT_OUTPUT]), _widened(outputs.get(PROBA_OUTPUT))
+        )
+
+    def _rows(self, widened: np.ndarray, proba: np.ndarray | None) -> dict[str, Any]:
+        """:meth:`encode_batch` of the labels and probabilities, already widened."""
+        labels = widened.tolist()
         probs: list[Any] = proba.tolist() if proba is not None else [None] * len(labels)
         names = self._class_names(labels)
         # zip with a range, not enumerate: no nested tuple to unpack per row (15% faster).
@@ -329,9 +334,10 @@ class SeedCodec:
         ``predictions`` may be that array's text already (an ``orjson.Fragment``, which
         ``orjson.dumps`` writes as it is), the same bytes once written."""
         labels = widen_float32(outputs[PREDICT_OUTPUT])
-        text = rows_answer(labels, _widened(outputs.get(PROBA_OUTPUT)), self._names_of)
+        proba = _widened(outputs.get(PROBA_OUTPUT))
+        text = rows_answer(labels, proba, self._names_of)
         if text is None:
-            return self.encode_batch(outputs)
+            return self._rows(labels, proba)  # widened once, not again
         return {"predictions": orjson.Fragment(text), "status": "success"}
 
     def encode_columns(self, outputs: TensorDict) -> dict[str, Any]:
