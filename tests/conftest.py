@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -116,6 +117,33 @@ class LiveServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.stop()}")
+
+    def wait_workers_scanned(self, workers: int, timeout: float = 60.0) -> None:
+        """Wait until ``workers`` processes have each logged their first repository scan.
+
+        ``wait_ready`` returns once *one* worker answers; the others may still be loading, and
+        a worker that scans after a test changes the repository sees the change. A test that
+        must know what every worker loaded waits here first.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self._scanned_pids()) >= workers:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.output()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{workers} workers did not scan after {timeout}s:\n{self.output()}")
+
+    def _scanned_pids(self) -> set[int]:
+        pids = set()
+        for line in list(self._lines):
+            if '"modelserve.repository"' not in line or "repository rescan" not in line:
+                continue
+            try:
+                pids.add(int(json.loads(line)["pid"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return pids
 
     def output(self) -> str:
         """What the server wrote so far; all of it once the server has exited."""

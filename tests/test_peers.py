@@ -102,6 +102,7 @@ def test_load_and_unload_hold_in_every_worker_when_they_answer(
         [str(repo), "--workers", "2", "--poll-interval", "0", "--server", server_name],
         {"MODELSERVE_API_KEY": _ADMIN["X-API-Key"]},
     )
+    server.wait_workers_scanned(2)  # both workers up before the unload they must both hear
     row = models.features_of(models.iris(), models.iris().x[0])
     assert _fresh(server.url + "/v2/repository/models/iris/unload", "POST").status_code == 200
     statuses = [

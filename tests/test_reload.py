@@ -272,6 +272,7 @@ def test_sighup_to_the_master_reloads_every_worker(
     server = live_server(
         [str(root), "--workers", "2", "--poll-interval", "0", "--server", server_name]
     )
+    server.wait_workers_scanned(2)  # a worker still loading would scan version 2 below
     assert _versions_seen(server.url) == {"1"}
     publish(root, "iris", 2)
     time.sleep(0.5)
