@@ -161,6 +161,28 @@ def test_the_parser_is_reused_after_a_refusal_and_shared_between_threads() -> No
     assert failures == []
 
 
+def test_a_body_over_the_shared_size_gets_a_parser_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shared parser keeps its tape at the largest body it parsed: a big one must not."""
+    from modelserve.codecs import numeric_json
+
+    class Refusing:
+        def parse(self, body: bytes) -> Any:
+            raise AssertionError("the shared parser parsed a body over its size")
+
+    rows = NumericRows(3, 10_000)
+    small = orjson.dumps({"instances": [[1, 2, 3]]})
+    big = orjson.dumps({"instances": [[0.5, 1.5, 2.5]] * 500, "format": "rows"})
+    monkeypatch.setattr(numeric_json, "SHARED_PARSER_UP_TO", len(small))
+    assert rows.table(small) is not None  # at the size: the shared parser
+    monkeypatch.setattr(numeric_json, "_PARSER", Refusing())
+    got = rows.table(big)
+    assert got is not None
+    assert got[0].tolist() == [[0.5, 1.5, 2.5]] * 500 and got[1] == {"format": "rows"}
+    assert rows.table(b'{"instances":[[1,2,3],[4,5]]' + b" " * len(small) + b"}") is None
+
+
 # -- any document: when it answers, it answers as orjson's path does --------------------
 
 _scalars = st.one_of(
