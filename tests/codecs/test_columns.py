@@ -224,3 +224,65 @@ def test_allowed_extra_columns_are_dropped() -> None:
     check = ColumnCheck(NUMERIC, allow_extra=True)
     columns = {"c": np.array([1.0]), "b": np.array([3]), "a": np.array([2.0]), "z": np.zeros(1)}
     assert check.table(columns).tolist() == [[2.0, 3.0, 1.0]]
+
+
+BOUNDED = Signature(
+    features=(
+        Feature("a", "number", minimum=0.0, maximum=10.0),
+        Feature("b", "integer"),
+        Feature("c", "number", minimum=-1.5),
+        Feature("d", "number"),
+        Feature("e", "integer", maximum=3),
+    ),
+    task="regression",
+)
+#: Valid cells of each BOUNDED column, its edges included; then breaches of each rule.
+_CELLS = {
+    "a": [0.0, -0.0, 3.5, 10.0],
+    "b": [0.0, -3.0, 12.0, 1e300],
+    "c": [-1.5, 0.0, 1e308],
+    "d": [0.25, 1e308, -1e308, 5e-324],
+    "e": [3.0, -2.0, 0.0],
+}
+_BREACHES = [-0.5, 10.5, 1.5, -1.6, 4.0, np.nan, np.inf, -np.inf, 5e-324, -5e-324]
+
+
+def test_the_whole_table_check_agrees_with_the_column_checks() -> None:
+    """float64 tables and matrices take one whole-table check; whatever it lets through,
+    the column checks (which name the problems) let through too, and it lets clean
+    tables through (else it would be no faster)."""
+    fast = ColumnCheck(BOUNDED, allow_extra=False)
+    slow = ColumnCheck(BOUNDED, allow_extra=False)
+    slow._clean = None
+    rng = np.random.default_rng(20261202)
+    names = BOUNDED.feature_names
+    passed = {"table": 0, "matrix": 0}
+    assert fast._clean is not None
+    clean = fast._clean.passes
+    outcomes: dict[str, list[bool]] = {"ok": [], "error": []}
+
+    for _ in range(600):
+        rows = int(rng.integers(1, 12))
+        x = np.column_stack([rng.choice(_CELLS[n], size=rows) for n in names])
+        for _ in range(int(rng.integers(0, 3)) * (rng.random() < 0.6)):
+            x[rng.integers(rows), rng.integers(len(names))] = rng.choice(_BREACHES)
+        columns: dict[str, Any] = {n: np.ascontiguousarray(x[:, j]) for j, n in enumerate(names)}
+        if rng.random() < 0.1:  # an int64 column: the column checks' own path
+            columns["b"] = np.zeros(rows, dtype=np.int64) + int(rng.integers(-3, 3))
+        table = outcome(lambda: fast.table(columns))  # noqa: B023
+        assert table == outcome(lambda: slow.table(columns)), x  # noqa: B023
+        matrix = outcome(lambda: fast.matrix(x))  # noqa: B023
+        assert matrix == outcome(lambda: slow.matrix(x)), x  # noqa: B023
+        outcomes[matrix[0]].append(clean(x))
+        passed["table"] += table[0] == "ok"
+        passed["matrix"] += matrix[0] == "ok"
+    # Every refused matrix failed the whole-table check; most accepted ones passed it.
+    assert not any(outcomes["error"]) and len(outcomes["error"]) > 100
+    assert sum(outcomes["ok"]) == len(outcomes["ok"]) > 100, passed
+
+
+def test_an_enum_feature_leaves_the_table_to_the_column_checks() -> None:
+    check = ColumnCheck(NUMERIC, allow_extra=False)
+    assert check._clean is not None and not check._clean.passes(np.ones((1, 3)))
+    with pytest.raises(InvalidInput, match="c.0. is 3.0, not one of"):
+        check.table({"a": np.ones(1), "b": np.ones(1), "c": np.array([3.0])})

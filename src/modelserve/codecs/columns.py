@@ -43,6 +43,7 @@ class ColumnCheck:
         self.numeric = signature.numeric
         self.allow_extra = allow_extra
         self.max_string_length = max_string_length
+        self._clean = _CleanCheck(self.features) if self.numeric else None
 
     def table(self, columns: Mapping[str, Tensor | ForeignColumn]) -> Tensor:
         """The model's table from named columns.
@@ -55,6 +56,15 @@ class ColumnCheck:
             problems.append(
                 {"path": "(columns)", "message": f"unexpected column(s): {', '.join(extra)}"}
             )
+        if not problems and self._clean is not None:
+            # float64 columns (what pandas and Arrow send): stack first, then one check of
+            # the whole table; a table it does not pass gets the column checks below.
+            given = [columns[n] for n in self.names]
+            floats = [a for a in given if isinstance(a, np.ndarray) and a.dtype == np.float64]
+            if len(floats) == len(given):
+                x = np.column_stack(floats)
+                if self._clean.passes(x):
+                    return x
         for feature in self.features:
             values = columns.get(feature.name)
             if values is not None:
@@ -90,6 +100,8 @@ class ColumnCheck:
                 [{"path": "(root)", "message": f"has {x.shape[1]} columns, not {len(self.names)}"}],
             )
         table = x.astype(np.float64, copy=False)
+        if self._clean is not None and self._clean.passes(table):
+            return np.ascontiguousarray(table)
         problems = [
             p
             for j, feature in enumerate(self.features)
@@ -98,6 +110,50 @@ class ColumnCheck:
         if problems:
             raise InvalidInput(summary(problems), problems)
         return np.ascontiguousarray(table)
+
+
+class _CleanCheck:
+    """Whether a float64 ``[rows, features]`` table breaks no feature's rule, in a few
+    whole-table passes (finite, bounds, whole numbers) instead of several per column.
+
+    It only says yes or no: a table that fails is checked column by column, which names
+    each problem. It compares exactly as those checks do (the same float64 values against
+    the same bounds), so it never passes a table they would refuse. Features with an enum
+    leave it to the column checks: it then never passes.
+    """
+
+    def __init__(self, features: tuple[Feature, ...]) -> None:
+        self.usable = all(f.enum is None for f in features)
+        self.width = len(features)
+        lows = [f.minimum for f in features]
+        highs = [f.maximum for f in features]
+        self.lows = _bounds(lows, -np.inf)
+        self.highs = _bounds(highs, np.inf)
+        whole = [j for j, f in enumerate(features) if f.type == "integer"]
+        self.whole = np.array(whole, dtype=np.intp) if whole else None
+
+    def passes(self, x: Tensor) -> bool:
+        if not self.usable or x.ndim != 2 or x.shape[1] != self.width:
+            return False
+        if not np.isfinite(x).all():
+            return False
+        if self.lows is not None and (x < self.lows).any():
+            return False
+        if self.highs is not None and (x > self.highs).any():
+            return False
+        if self.whole is not None:
+            part = x[:, self.whole]
+            if (part != np.floor(part)).any():
+                return False
+        return True
+
+
+def _bounds(values: list[float | None], missing: float) -> Tensor | None:
+    """One bound per feature as a row to compare with, ``missing`` where a feature has
+    none; ``None`` when no feature has one (no pass needed)."""
+    if all(v is None for v in values):
+        return None
+    return np.array([missing if v is None else v for v in values], dtype=np.float64)
 
 
 def _column_problems(
