@@ -43,7 +43,9 @@ class ColumnCheck:
         self.numeric = signature.numeric
         self.allow_extra = allow_extra
         self.max_string_length = max_string_length
-        self._clean = _CleanCheck(self.features) if self.numeric else None
+        # Features with an enum are left to the column checks (np.isin per column).
+        usable = self.numeric and all(f.enum is None for f in self.features)
+        self._clean = _CleanCheck(self.features) if usable else None
 
     def table(self, columns: Mapping[str, Tensor | ForeignColumn]) -> Tensor:
         """The model's table from named columns.
@@ -118,12 +120,11 @@ class _CleanCheck:
 
     It only says yes or no: a table that fails is checked column by column, which names
     each problem. It compares exactly as those checks do (the same float64 values against
-    the same bounds), so it never passes a table they would refuse. Features with an enum
-    leave it to the column checks: it then never passes.
+    the same bounds), so it never passes a table they would refuse. For numeric features
+    without an enum only.
     """
 
     def __init__(self, features: tuple[Feature, ...]) -> None:
-        self.usable = all(f.enum is None for f in features)
         self.width = len(features)
         lows = [f.minimum for f in features]
         highs = [f.maximum for f in features]
@@ -133,7 +134,7 @@ class _CleanCheck:
         self.whole = np.array(whole, dtype=np.intp) if whole else None
 
     def passes(self, x: Tensor) -> bool:
-        if not self.usable or x.ndim != 2 or x.shape[1] != self.width:
+        if x.ndim != 2 or x.shape[1] != self.width:
             return False
         if not np.isfinite(x).all():
             return False
